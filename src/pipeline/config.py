@@ -1,0 +1,246 @@
+"""One frozen, keyword-only config per stage; each checks itself.
+
+Configs are built from DAG params or CLI flags in one place (:func:`from_params`), so a
+misspelt option or an out-of-range value fails before any work starts, with a message
+that says what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+__all__ = [
+    "INPUT_FORMATS",
+    "SPLIT_STRATEGIES",
+    "POPULARITY_VARIANTS",
+    "IngestConfig",
+    "SplitConfig",
+    "EvalConfig",
+    "PopularityConfig",
+    "AlsConfig",
+    "IndexConfig",
+    "als_grid",
+    "popularity_grid",
+    "from_params",
+]
+
+INPUT_FORMATS = ("listenbrainz", "generic", "lastfm1k", "hetrec", "audioscrobbler", "movielens")
+SPLIT_STRATEGIES = ("temporal_user", "temporal_global", "leave_k_out", "random_user")
+POPULARITY_VARIANTS = ("plays_per_listener", "listeners", "plays")
+SEED_BETAS = (1, 10, 50, 200, 500, 1000, 10000)
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, allowed))}")
+
+
+def _in_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    ok = (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        bracket = "(" if lo_open else "["
+        raise ValueError(f"{name}={value!r} is out of range; it must lie in {bracket}{lo}, {hi}]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """Load raw listens, quarantine bad rows, resolve canonical tracks, drop duplicates, map ids."""
+
+    input_path: str
+    input_format: str = "listenbrainz"
+    tracks_path: str | None = None
+    aliases_path: str | None = None
+    columns: Mapping[str, str] | None = None
+    max_quarantine_share: float = 0.01
+    min_timestamp: str = "2000-01-01T00:00:00Z"
+    future_tolerance_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if not self.input_path:
+            raise ValueError("input_path is empty; give the file or folder that holds the raw listens")
+        _one_of("input_format", self.input_format, INPUT_FORMATS)
+        _in_range("max_quarantine_share", self.max_quarantine_share, 0.0, 1.0)
+        if self.future_tolerance_hours < 0:
+            raise ValueError(f"future_tolerance_hours={self.future_tolerance_hours!r} must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitConfig:
+    """How listens become train / validation / test (DESIGN.md "Splits").
+
+    ``test_quantile`` sets the held-out test window: rows at or after that quantile of all
+    timestamps are the test set (``test_start``, an ISO timestamp, overrides it). Train and
+    validation are split from what precedes it by ``strategy``.
+    """
+
+    strategy: str = "temporal_user"
+    fraction: float = 0.8
+    k: int = 1
+    seed: int = 0
+    cutoff: str | None = None
+    cutoff_quantile: float = 0.8
+    test_quantile: float | None = 0.9
+    test_start: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_of("strategy", self.strategy, SPLIT_STRATEGIES)
+        _in_range("fraction", self.fraction, 0.0, 1.0, lo_open=True)
+        if self.k < 1:
+            raise ValueError(f"k={self.k!r}: leave_k_out needs k >= 1")
+        _in_range("cutoff_quantile", self.cutoff_quantile, 0.0, 1.0, lo_open=True)
+        if self.test_quantile is not None:
+            _in_range("test_quantile", self.test_quantile, 0.0, 1.0, lo_open=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Top-K evaluation (DESIGN.md "Evaluation"): K and whether seen-in-train items are dropped."""
+
+    k: int = 100
+    exclude_seen: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 10_000:
+            raise ValueError(f"k={self.k!r} is out of range; use 1 <= k <= 10000")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopularityConfig:
+    """A non-personalized baseline (DESIGN.md "Popularity baselines")."""
+
+    variant: str = "plays_per_listener"
+    beta: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of("variant", self.variant, POPULARITY_VARIANTS)
+        if self.beta < 0:
+            raise ValueError(f"beta={self.beta!r} must be >= 0")
+        if self.variant != "plays_per_listener" and self.beta:
+            raise ValueError(f"beta only applies to plays_per_listener, not {self.variant!r}")
+
+    @property
+    def key(self) -> str:
+        """A stable, folder-safe name for this configuration."""
+        if self.variant == "plays_per_listener":
+            return f"pop-{self.variant}-beta{self.beta:g}"
+        return f"pop-{self.variant}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} beta={self.beta:g}" if self.variant == "plays_per_listener" else self.variant
+
+    def params(self) -> dict[str, Any]:
+        return {"model": "popularity", "variant": self.variant, "beta": self.beta}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlsConfig:
+    """Implicit-feedback ALS (DESIGN.md "ALS"); confidence = 1 + alpha * f(plays)."""
+
+    rank: int = 20
+    reg_param: float = 0.01
+    alpha: float = 0.5
+    max_iter: int = 10
+    seed: int = 0
+    confidence: Literal["linear", "log"] = "linear"
+    engine: Literal["spark", "implicit"] = "spark"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rank <= 1024:
+            raise ValueError(f"rank={self.rank!r} is out of range; use 1 <= rank <= 1024")
+        if self.reg_param < 0:
+            raise ValueError(f"reg_param={self.reg_param!r} must be >= 0")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha={self.alpha!r} must be > 0")
+        if not 1 <= self.max_iter <= 1000:
+            raise ValueError(f"max_iter={self.max_iter!r} is out of range; use 1 <= max_iter <= 1000")
+        _one_of("confidence", self.confidence, ("linear", "log"))
+        _one_of("engine", self.engine, ("spark", "implicit"))
+
+    @property
+    def key(self) -> str:
+        """A stable, folder-safe name for this configuration."""
+        return (
+            f"als-{self.engine}-r{self.rank}-reg{self.reg_param:g}-a{self.alpha:g}"
+            f"-it{self.max_iter}-{self.confidence}-s{self.seed}"
+        )
+
+    @property
+    def label(self) -> str:
+        """The readable map index shown in the Airflow UI."""
+        return f"rank={self.rank} reg={self.reg_param:g} alpha={self.alpha:g}"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "model": "als",
+            "engine": self.engine,
+            "rank": self.rank,
+            "reg_param": self.reg_param,
+            "alpha": self.alpha,
+            "max_iter": self.max_iter,
+            "confidence": self.confidence,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    """The serving index: n_trees / search_k / ef candidates and the recall target."""
+
+    recall_target: float = 0.95
+    n_queries: int = 200
+    annoy_trees: tuple[int, ...] = (10, 50)
+    hnsw_ef: tuple[int, ...] = (50, 100, 200, 400)
+
+    def __post_init__(self) -> None:
+        _in_range("recall_target", self.recall_target, 0.0, 1.0, lo_open=True)
+        if self.n_queries < 1:
+            raise ValueError(f"n_queries={self.n_queries!r} must be >= 1")
+
+
+def als_grid(
+    *,
+    ranks: Sequence[int],
+    reg_params: Sequence[float],
+    alphas: Sequence[float],
+    max_iters: Sequence[int] = (10,),
+    seed: int = 0,
+    confidence: str = "linear",
+    engine: str = "spark",
+) -> list[AlsConfig]:
+    """The full grid over rank x regParam x alpha x maxIter, in a stable order."""
+    return [
+        AlsConfig(rank=r, reg_param=float(g), alpha=float(a), max_iter=it, seed=seed,
+                  confidence=confidence, engine=engine)  # type: ignore[arg-type]
+        for r, g, a, it in itertools.product(ranks, reg_params, alphas, max_iters)
+    ]
+
+
+def popularity_grid(betas: Sequence[float] = SEED_BETAS) -> list[PopularityConfig]:
+    """The three variants, ``plays_per_listener`` once per damping beta."""
+    configs = [PopularityConfig(variant="plays_per_listener", beta=float(b)) for b in betas]
+    return configs + [PopularityConfig(variant="listeners"), PopularityConfig(variant="plays")]
+
+
+def from_params(cls: type, params: Mapping[str, Any], **overrides: Any) -> Any:
+    """Build ``cls`` from the keys of ``params`` that it knows; unknown keys are ignored.
+
+    Values that arrive as strings or lists from the UI are coerced to the field's type.
+    """
+    names = {f.name: f for f in fields(cls)}
+    kwargs = {k: v for k, v in {**params, **overrides}.items() if k in names and v is not None}
+    for name, value in list(kwargs.items()):
+        default = names[name].default
+        if isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        elif isinstance(default, bool) and isinstance(value, str):
+            kwargs[name] = value.strip().lower() in {"1", "true", "yes", "on"}
+        elif isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+            kwargs[name] = float(value)
+        elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, str):
+            kwargs[name] = int(value)
+    return cls(**kwargs)
+

@@ -1,0 +1,232 @@
+"""Ingest: load → validate (quarantine) → canonical tracks → drop duplicates → ID map.
+
+Two stages, each runnable alone (the DAG runs them as two tasks):
+
+* :func:`validate_stage` writes ``validated/`` (good rows), ``quarantine/`` (bad rows with a
+  ``reason``), ``validation.json`` and Data Docs, and fails the run when the batch breaks the
+  Great Expectations suite.
+* :func:`dedup_stage` resolves each listen's canonical track (DESIGN.md "Canonical track"),
+  drops exact duplicates, extends the ID map and writes ``listens/`` with
+  ``(user_idx, track_idx, timestamp, play_count, source_row)``.
+
+Counts reconcile at every stage: ``rows_in = rows_out + duplicates + quarantined``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import idmap, validate
+from pipeline.config import IngestConfig
+from pipeline.paths import atomic_dir, atomic_write_text
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+__all__ = ["normalize_name", "track_key", "validate_stage", "dedup_stage", "ingest"]
+
+log = logging.getLogger(__name__)
+
+
+def normalize_name(text: str | None) -> str | None:
+    """Unicode NFKC, casefold, trim, inner whitespace collapsed; None/blank → None."""
+    if text is None:
+        return None
+    out = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return out or None
+
+
+def track_key(mbid: str | None, artist: str | None, track: str | None, source_id: str | None) -> str | None:
+    """The canonical track key of one listen (pure-Python twin of :func:`_track_key_column`)."""
+    if mbid and mbid.strip():
+        return "mbid:" + mbid.strip().lower()
+    a, t = normalize_name(artist), normalize_name(track)
+    if a and t:
+        return f"name:{a}\x1f{t}"
+    if source_id and source_id.strip():
+        return "src:" + source_id.strip()
+    return None
+
+
+def _normalized_names(spark: "SparkSession", df: "DataFrame") -> "DataFrame":
+    """(artist_name, track_name, artist_norm, track_norm) for the distinct name pairs only."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    @F.pandas_udf("string")
+    def norm(s: pd.Series) -> pd.Series:
+        return s.map(normalize_name, na_action="ignore")
+
+    pairs = df.where(F.col("track_mbid").isNull()).select("artist_name", "track_name").distinct()
+    return pairs.select(
+        "artist_name", "track_name",
+        norm("artist_name").alias("artist_norm"), norm("track_name").alias("track_norm"),
+    )
+
+
+def _with_track_key(spark: "SparkSession", df: "DataFrame") -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    df = df.withColumn("track_mbid", F.when(F.trim("track_mbid") != "", F.lower(F.trim("track_mbid"))))
+    names = _normalized_names(spark, df)
+    joined = df.join(names, ["artist_name", "track_name"], "left")
+    key: Column = (
+        F.when(F.col("track_mbid").isNotNull(), F.concat(F.lit("mbid:"), F.col("track_mbid")))
+        .when(F.col("artist_norm").isNotNull() & F.col("track_norm").isNotNull(),
+              F.concat(F.lit("name:"), F.col("artist_norm"), F.lit("\x1f"), F.col("track_norm")))
+        .otherwise(F.concat(F.lit("src:"), F.trim(F.col("source_track_id"))))
+    )
+    return joined.withColumn("track_key", key).drop("artist_norm", "track_norm")
+
+
+def validate_stage(
+    cfg: IngestConfig, out_dir: Path, *, spark: "SparkSession", as_of: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Load and validate; write validated rows, quarantine and the validation report."""
+    from pipeline import loaders
+
+    as_of = as_of or dt.datetime.now(dt.timezone.utc)
+    loaded = loaders.load(
+        spark, cfg.input_format, cfg.input_path,
+        tracks=cfg.tracks_path, aliases=cfg.aliases_path, columns=cfg.columns,
+    )
+    b = validate.bounds(cfg.min_timestamp, as_of, cfg.future_tolerance_hours)
+    raw = loaded.df.cache()
+    rows_in = raw.count()
+    report = validate.run_expectations(
+        raw, has_timestamps=loaded.has_timestamps, b=b, max_quarantine_share=cfg.max_quarantine_share,
+        docs_dir=Path(out_dir) / "data_docs",
+    )
+    good, bad = validate.split_valid(raw, loaded.has_timestamps, b)
+    out_dir = Path(out_dir)
+    for name, frame in (("validated", good), ("quarantine", bad)):
+        with atomic_dir(out_dir / name) as tmp:
+            frame.write.parquet(str(tmp))
+    by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out_dir / "quarantine"))
+                 .groupBy("reason").count().orderBy("reason").collect()}
+    quarantined = sum(by_reason.values())
+    rows_out = spark.read.parquet(str(out_dir / "validated")).count()
+    summary = {
+        "source": loaded.source, "format": loaded.fmt, "has_timestamps": loaded.has_timestamps,
+        "rows_in": rows_in, "rows_out": rows_out, "quarantined": quarantined,
+        "quarantined_share": quarantined / rows_in if rows_in else 0.0,
+        "quarantined_by_reason": by_reason, "as_of": as_of.isoformat(),
+        "loader_stats": getattr(loaded, "stats", {}) or {},
+        "expectations_failed": report["failed"], "success": report["success"],
+    }
+    raw.unpersist()
+    _check_reconciles("validate", rows_in, rows_out, 0, quarantined)
+    atomic_write_text(out_dir / "validation.json", json.dumps(report["result"], indent=1))
+    atomic_write_text(out_dir / "validate_summary.json", json.dumps(summary, indent=1))
+    if not report["success"]:
+        raise validate.ValidationFailed(loaded.source, report["failed"], summary)
+    log.info("validated %s: %d rows in, %d kept, %d quarantined", loaded.source, rows_in, rows_out, quarantined)
+    return summary
+
+
+def dedup_stage(
+    validated_dir: Path, out_dir: Path, *, idmap_root: Path, has_timestamps: bool, spark: "SparkSession"
+) -> dict[str, Any]:
+    """Canonical tracks, exact-duplicate removal, ID map; writes ``listens/`` and ``summary.json``.
+
+    With timestamps, a duplicate is a second row with the same (user, track, timestamp); the
+    first by source row is kept. Without timestamps (aggregated play tables), rows for the
+    same (user, track) after alias/name resolution are merged and their play counts summed.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    out_dir = Path(out_dir)
+    rows = spark.read.parquet(str(validated_dir))
+    rows_in = rows.count()
+    keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
+    if has_timestamps:
+        w = Window.partitionBy("user_id", "track_key", "timestamp").orderBy("source_row")
+        deduped = keyed.withColumn("_r", F.row_number().over(w)).where("_r = 1").drop("_r")
+    else:
+        deduped = keyed.groupBy("user_id", "track_key").agg(
+            F.min("source_row").alias("source_row"),
+            F.sum("play_count").alias("play_count"),
+            F.first("timestamp").alias("timestamp"),
+        )
+    deduped = deduped.cache()
+    rows_out = deduped.count()
+    ids, added = idmap.update(
+        spark, idmap_root,
+        users=deduped.select(F.col("user_id").alias("key")),
+        tracks=deduped.select(F.col("track_key").alias("key")),
+    )
+    users = spark.read.parquet(str(ids.path("users"))).withColumnRenamed("key", "user_id").withColumnRenamed("id", "user_idx")
+    tracks = spark.read.parquet(str(ids.path("tracks"))).withColumnRenamed("key", "track_key").withColumnRenamed("id", "track_idx")
+    listens = (
+        deduped.join(F.broadcast(users) if ids.n_users < 5_000_000 else users, "user_id")
+        .join(tracks, "track_key")
+        .select("user_idx", "track_idx", "timestamp", F.col("play_count").cast("int"), "source_row")
+    )
+    with atomic_dir(out_dir / "listens") as tmp:
+        listens.repartition(8, "user_idx").sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))
+    # a display name per track, for humans reading recommendations
+    names = (keyed.groupBy("track_key").agg(F.min("artist_name").alias("artist_name"), F.min("track_name").alias("track_name"))
+             .join(tracks, "track_key").select("track_idx", "track_key", "artist_name", "track_name"))
+    with atomic_dir(out_dir / "tracks") as tmp:
+        names.write.parquet(str(tmp))
+    stats = keyed.agg(
+        F.countDistinct(F.when(F.col("track_key").startswith("name:"), F.col("source_track_id"))).alias("name_sources"),
+        F.countDistinct(F.when(F.col("track_key").startswith("name:"), F.col("track_key"))).alias("name_keys"),
+        F.sum(F.col("track_key").startswith("mbid:").cast("long")).alias("rows_by_mbid"),
+        F.sum(F.col("track_key").startswith("name:").cast("long")).alias("rows_by_name"),
+        F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
+    ).first().asDict()
+    written = spark.read.parquet(str(out_dir / "listens")).count()
+    if written != rows_out:
+        raise RuntimeError(f"dedup wrote {written} listens but kept {rows_out}: a key is missing from the ID map")
+    summary = {
+        "rows_in": rows_in, "rows_out": rows_out, "duplicates": rows_in - rows_out, "quarantined": 0,
+        "has_timestamps": has_timestamps,
+        "tracks_merged_by_name": max(0, (stats["name_sources"] or 0) - (stats["name_keys"] or 0)),
+        "rows_by_mbid": stats["rows_by_mbid"] or 0, "rows_by_name": stats["rows_by_name"] or 0,
+        "rows_by_source_id": stats["rows_by_source_id"] or 0,
+        "idmap_version": ids.version, "n_users_mapped": ids.n_users, "n_tracks_mapped": ids.n_tracks, **added,
+    }
+    keyed.unpersist()
+    deduped.unpersist()
+    _check_reconciles("dedup", rows_in, rows_out, summary["duplicates"], 0)
+    atomic_write_text(out_dir / "dedup_summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def ingest(cfg: IngestConfig, out_dir: Path, *, idmap_root: Path, spark: "SparkSession",
+           as_of: dt.datetime | None = None) -> dict[str, Any]:
+    """Both stages; writes ``summary.json`` with rows_in, rows_out, duplicates, quarantined, by reason."""
+    out_dir = Path(out_dir)
+    v = validate_stage(cfg, out_dir, spark=spark, as_of=as_of)
+    d = dedup_stage(out_dir / "validated", out_dir, idmap_root=idmap_root,
+                    has_timestamps=v["has_timestamps"], spark=spark)
+    return write_summary(out_dir, v, d)
+
+
+def write_summary(out_dir: Path, v: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
+    """The ingest summary over both stages; checks that the counts reconcile end to end."""
+    summary = {
+        **{k: d[k] for k in d if k not in {"rows_in", "rows_out", "quarantined"}},
+        "source": v["source"], "format": v["format"], "has_timestamps": v["has_timestamps"],
+        "rows_in": v["rows_in"], "rows_out": d["rows_out"], "duplicates": d["duplicates"],
+        "quarantined": v["quarantined"], "quarantined_by_reason": v["quarantined_by_reason"],
+        "loader_stats": v.get("loader_stats", {}),
+    }
+    _check_reconciles("ingest", summary["rows_in"], summary["rows_out"], summary["duplicates"], summary["quarantined"])
+    atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def _check_reconciles(stage: str, rows_in: int, rows_out: int, duplicates: int, quarantined: int) -> None:
+    if rows_in != rows_out + duplicates + quarantined:
+        raise RuntimeError(
+            f"{stage}: counts do not reconcile: rows_in {rows_in} != rows_out {rows_out} + "
+            f"duplicates {duplicates} + quarantined {quarantined}"
+        )

@@ -1,0 +1,82 @@
+"""Human-readable outputs of a sweep: the leaderboard table and the seed's sweep figures."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["leaderboard_markdown", "sweep_plots"]
+
+_HIDDEN = {"model", "seed"}
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if k not in _HIDDEN)
+
+
+def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int) -> str:
+    """Best first: model, params, validation P/MAP/NDCG@k, fit seconds, status."""
+    lines = [
+        f"| # | model | params | val P@{k} | val MAP@{k} | val NDCG@{k} | fit s | status |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    for i, r in enumerate(board, 1):
+        m = r.get("metrics") or {}
+        cell = lambda name: f"{m[name]:.5f}" if name in m else "-"  # noqa: E731
+        lines.append(
+            f"| {i} | {r['params'].get('model')} | {_params_text(r['params'])} | {cell(f'val_precision_at_{k}')} | "
+            f"{cell(f'val_map_at_{k}')} | {cell(f'val_ndcg_at_{k}')} | {r.get('fit_seconds', '-')} | {r['status']} |"
+        )
+    return "\n".join(lines)
+
+
+def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[Path]:
+    """Validation MAP@k against alpha, rank and regParam (ALS) and against beta (popularity)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = f"val_map_at_{k}"
+    ok = [r for r in board if r["status"] == "ok"]
+    als = [r for r in ok if r["params"].get("model") == "als"]
+    pop = [r for r in ok if r["params"].get("variant") == "plays_per_listener"]
+    paths = []
+    for param in ("alpha", "rank", "reg_param"):
+        if not als:
+            break
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r in als:
+            others = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha") if x != param})
+            series[others].append((r["params"][param], r["metrics"][metric]))
+        for label, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
+        ax.set_xlabel(param)
+        ax.set_ylabel(f"validation MAP@{k}")
+        if param == "reg_param":
+            ax.set_xscale("log")
+        ax.legend(fontsize=6)
+        ax.set_title(f"ALS: validation MAP@{k} vs {param}")
+        fig.tight_layout()
+        path = Path(out_dir) / f"map_vs_{param}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    if pop:
+        pts = sorted((r["params"]["beta"], r["metrics"][metric]) for r in pop)
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([max(x, 0.1) for x, _ in pts], [y for _, y in pts], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("beta (damping)")
+        ax.set_ylabel(f"validation MAP@{k}")
+        ax.set_title("popularity (plays per listener) vs beta")
+        fig.tight_layout()
+        path = Path(out_dir) / "map_vs_beta.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,284 @@
+"""The DAG's task bodies: each takes the run context (plain dict of paths/ids) and the DAG params.
+
+Tasks pass paths, not data. Every output lands under the run folder
+``<home>/runs/<dag run id>/``, so a retried task or a re-run of the same DAG run rewrites
+the same places (atomically) and finds its MLflow runs again by their tags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline import tracking
+from pipeline.config import (
+    AlsConfig, EvalConfig, IndexConfig, IngestConfig, SplitConfig, als_grid, from_params, popularity_grid,
+)
+from pipeline.paths import atomic_write_text, pipeline_home, run_dir
+
+__all__ = [
+    "DEFAULT_PARAMS", "start", "validate", "dedup", "split", "popularity", "als_grid_from", "als_submit_kwargs",
+    "als_local", "select", "test_eval", "build_index", "promote", "fingerprint",
+]
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = Path(__file__).resolve().parent / "jobs" / "als_job.py"
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "input_path": "data/demo",
+    "input_format": "listenbrainz",
+    "k": 100,
+    "exclude_seen": False,
+    "split_strategy": "temporal_user",
+    "split_fraction": 0.8,
+    "test_quantile": 0.9,
+    "ranks": [10, 20],
+    "reg_params": [0.01, 0.1],
+    "alphas": [0.5],
+    "max_iters": [10],
+    "confidence": "linear",
+    "engine": "spark",
+    "betas": [1, 10, 50, 200, 500, 1000, 10000],
+    "max_quarantine_share": 0.01,
+    "recall_target": 0.95,
+}
+
+
+def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
+
+
+def resolve_input(path: str) -> Path:
+    """An input path as given, or relative to the pipeline home (``data/demo``)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else pipeline_home() / p
+
+
+def fingerprint(path: Path) -> str:
+    """A short hash of the input's files (relative names, sizes, modification times)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path.parent if path.is_file() else path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _eval_cfg(p: Mapping[str, Any]) -> EvalConfig:
+    return EvalConfig(k=int(p["k"]), exclude_seen=bool(p["exclude_seen"]))
+
+
+def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str) -> dict[str, Any]:
+    """Create (or find) the run folder and the MLflow parent run; return the run context."""
+    p = _params(params)
+    src = resolve_input(p["input_path"])
+    if not src.exists():
+        raise FileNotFoundError(f"input_path {src} does not exist; point the 'input_path' param at your listens")
+    rdir = run_dir(dag_run_id)
+    rdir.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(src)
+    parent = tracking.parent_run(
+        dag_id=dag_id, dag_run_id=dag_run_id,
+        tags={"pipeline.input_fingerprint": fp, "pipeline.input_path": str(src),
+              "pipeline.protocol": "exclude_seen" if p["exclude_seen"] else "keep_seen"},
+        params={k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.items()},
+    )
+    ctx = {"run_dir": str(rdir), "parent_run_id": parent, "dag_id": dag_id, "dag_run_id": dag_run_id,
+           "input_path": str(src), "fingerprint": fp, "idmap_root": str(pipeline_home() / "state" / "idmap")}
+    atomic_write_text(rdir / "context.json", json.dumps(ctx, indent=1))
+    return ctx
+
+
+def _spark():
+    from pipeline.spark import get_session
+
+    return get_session("music-recs")
+
+
+def validate(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, *, as_of: dt.datetime | None = None) -> dict[str, Any]:
+    """Load + Great Expectations; quarantine bad rows; fail the run on a bad batch."""
+    from pipeline import ingest
+
+    p = _params(params)
+    cfg = from_params(IngestConfig, p, input_path=ctx["input_path"])
+    out = Path(ctx["run_dir"]) / "ingest"
+    try:
+        summary = ingest.validate_stage(cfg, out, spark=_spark(), as_of=as_of)
+    finally:
+        _log_validation(ctx, out)
+    return summary
+
+
+def _log_validation(ctx: Mapping[str, Any], out: Path) -> None:
+    c = tracking.client()
+    for f in ("validate_summary.json", "validation.json"):
+        if (out / f).exists():
+            c.log_artifact(ctx["parent_run_id"], str(out / f), "validation")
+    if (out / "data_docs").exists():
+        c.log_artifacts(ctx["parent_run_id"], str(out / "data_docs"), "validation/data_docs")
+    if (out / "validate_summary.json").exists():
+        s = json.loads((out / "validate_summary.json").read_text())
+        tracking.log_metrics(ctx["parent_run_id"], {"rows_in": s["rows_in"], "quarantined": s["quarantined"]})
+
+
+def dedup(ctx: Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical tracks, duplicates dropped, ID map extended."""
+    from pipeline import ingest
+
+    out = Path(ctx["run_dir"]) / "ingest"
+    d = ingest.dedup_stage(out / "validated", out, idmap_root=Path(ctx["idmap_root"]),
+                           has_timestamps=validated["has_timestamps"], spark=_spark())
+    summary = ingest.write_summary(out, validated, d)
+    tracking.log_metrics(ctx["parent_run_id"], {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
+    c = tracking.client()
+    c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
+    c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
+    return summary
+
+
+def split(ctx: Mapping[str, Any], ingested: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The temporal split with a later test window; the stats table goes to MLflow."""
+    from pipeline import split as split_mod
+
+    p = _params(params)
+    cfg = from_params(SplitConfig, {"strategy": p["split_strategy"], "fraction": p["split_fraction"],
+                                    "test_quantile": p["test_quantile"], "seed": p.get("seed", 0)})
+    out = Path(ctx["run_dir"]) / "split"
+    stats = split_mod.split(Path(ctx["run_dir"]) / "ingest" / "listens", out, cfg,
+                            has_timestamps=ingested["has_timestamps"], spark=_spark(),
+                            shape=(ingested["n_users_mapped"], ingested["n_tracks_mapped"]),
+                            idmap_version=ingested["idmap_version"])
+    atomic_write_text(out / "stats.md", split_mod.format_table(stats) + "\n")
+    c = tracking.client()
+    c.log_artifact(ctx["parent_run_id"], str(out / "stats.md"), "split")
+    c.log_artifact(ctx["parent_run_id"], str(out / "stats.json"), "split")
+    for name, row in stats["table"].items():
+        tracking.log_metrics(ctx["parent_run_id"], row, prefix=f"{name}_")
+    return {"split_dir": str(out), "table": stats["table"]}
+
+
+def popularity(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The three popularity variants (plays_per_listener at every beta), logged as children first."""
+    from pipeline.models.popularity import track_stats_spark
+    from pipeline.sweep import SplitData, popularity_sweep
+
+    p = _params(params)
+    data = SplitData(Path(ctx["run_dir"]) / "split")
+    stats = track_stats_spark(_spark(), Path(data.split_dir) / "train", data.shape[1])
+    results = popularity_sweep(data, Path(ctx["run_dir"]) / "popularity", popularity_grid(p["betas"]),
+                               _eval_cfg(p), parent_run_id=ctx["parent_run_id"], stats=stats,
+                               tags={"airflow.task_id": "popularity_sweep"})
+    return [{k: r[k] for k in ("key", "label", "status", "metrics")} for r in results]
+
+
+def als_grid_from(params: Mapping[str, Any] | None) -> list[AlsConfig]:
+    p = _params(params)
+    return als_grid(ranks=p["ranks"], reg_params=p["reg_params"], alphas=p["alphas"], max_iters=p["max_iters"],
+                    seed=int(p.get("seed", 0)), confidence=p["confidence"], engine=p["engine"])
+
+
+def als_submit_kwargs(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One ``SparkSubmitOperator`` kwargs dict per grid point (``name`` is the readable map index)."""
+    p = _params(params)
+    out = []
+    for i, cfg in enumerate(als_grid_from(p)):
+        args = ["--split", str(Path(ctx["run_dir"]) / "split"), "--out", str(Path(ctx["run_dir"]) / "sweep"),
+                "--config", json.dumps(cfg.params()), "--k", str(p["k"]),
+                "--parent-run-id", ctx["parent_run_id"],
+                "--tags", json.dumps({"airflow.task_id": "als_sweep", "airflow.map_index": str(i)})]
+        if p["exclude_seen"]:
+            args.append("--exclude-seen")
+        out.append({"application_args": args, "name": cfg.label})
+    return out
+
+
+def als_local(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one grid point in this process (the CLI's path; the DAG submits the same job with spark-submit)."""
+    from pipeline.jobs import als_job
+
+    p = _params(params)
+    argv = ["--split", str(Path(ctx["run_dir"]) / "split"), "--out", str(Path(ctx["run_dir"]) / "sweep"),
+            "--config", json.dumps(dict(config)), "--k", str(p["k"]), "--parent-run-id", ctx["parent_run_id"]]
+    return als_job.main(argv + (["--exclude-seen"] if p["exclude_seen"] else []))
+
+
+def spark_conf() -> dict[str, str]:
+    """Spark conf for submitted jobs: the same Python as this process on driver and executors."""
+    return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
+            "spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
+            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "4g")}
+
+
+def select(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Leaderboard of every configuration by validation MAP@K; the winner is tagged in MLflow."""
+    from pipeline import report
+    from pipeline.sweep import leaderboard, select_best
+
+    p = _params(params)
+    k = int(p["k"])
+    rdir = Path(ctx["run_dir"])
+    board = leaderboard([rdir / "popularity", rdir / "sweep"], k)
+    best = select_best(board, k)
+    out = rdir / "select"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "leaderboard.json", json.dumps(board, indent=1, default=str))
+    atomic_write_text(out / "leaderboard.md", report.leaderboard_markdown(board, k) + "\n")
+    plots = report.sweep_plots(board, k, out)
+    c = tracking.client()
+    for f in [out / "leaderboard.md", out / "leaderboard.json", *plots]:
+        c.log_artifact(ctx["parent_run_id"], str(f), "leaderboard")
+    if best.get("mlflow_run_id"):
+        c.set_tag(best["mlflow_run_id"], "pipeline.winner", "true")
+    c.set_tag(ctx["parent_run_id"], "pipeline.best_config", best["key"])
+    tracking.log_metrics(ctx["parent_run_id"], {f"best_{m}": v for m, v in best["metrics"].items()})
+    return {k_: best[k_] for k_ in ("key", "label", "params", "metrics", "model_dir", "mlflow_run_id")}
+
+
+def test_eval(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The selected model and the best popularity baseline on the held-out test window."""
+    from pipeline import models
+    from pipeline.sweep import SplitData, evaluate, leaderboard
+
+    p = _params(params)
+    cfg = _eval_cfg(p)
+    rdir = Path(ctx["run_dir"])
+    data = SplitData(rdir / "split")
+    metrics = {f"test_{k}": v for k, v in evaluate(models.load(Path(best["model_dir"])), data, "test", cfg).items()}
+    pops = [r for r in leaderboard([rdir / "popularity"], cfg.k) if r["status"] == "ok"]
+    baseline = {}
+    if pops:
+        baseline = {f"test_{k}": v for k, v in evaluate(models.load(Path(pops[0]["model_dir"])), data, "test", cfg).items()}
+    result = {"best": best["key"], "metrics": metrics, "baseline": pops[0]["key"] if pops else None,
+              "baseline_metrics": baseline}
+    atomic_write_text(rdir / "test" / "metrics.json", json.dumps(result, indent=1))
+    tracking.log_metrics(ctx["parent_run_id"], metrics)
+    tracking.log_metrics(ctx["parent_run_id"], baseline, prefix="baseline_")
+    if best.get("mlflow_run_id"):
+        tracking.log_metrics(best["mlflow_run_id"], metrics)
+    return result
+
+
+def build_index(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """annoy and HNSW over the best model's item factors, tuned against exact search on validation users."""
+    from pipeline import serving
+
+    p = _params(params)
+    cfg = from_params(IndexConfig, {"recall_target": p["recall_target"]})
+    return serving.build_index_stage(ctx, best, cfg, k=int(p["k"]))
+
+
+def promote(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping[str, Any],
+            index: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Register the model as a new version of ``music-recs``; move ``champion`` only if it is at least as good."""
+    from pipeline import serving
+
+    p = _params(params)
+    return serving.promote_stage(ctx, best, test, index, _eval_cfg(p))

@@ -1,0 +1,176 @@
+"""Fit, evaluate and record one configuration; select the best; score it on the test window.
+
+Each configuration writes ``<sweep_dir>/<config key>/`` with its model folder and a
+``result.json`` (params, validation metrics, fit and evaluation seconds, status, MLflow run
+id) and logs a nested MLflow child run. A configuration that fails is marked FAILED in
+MLflow and in its ``result.json``; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline import tracking
+from pipeline.config import AlsConfig, EvalConfig, PopularityConfig
+from pipeline.data import read_matrix
+from pipeline.models import Recommender
+from pipeline.paths import atomic_write_text
+
+__all__ = ["SplitData", "evaluate", "run_config", "popularity_sweep", "als_config_run", "leaderboard", "select_best"]
+
+log = logging.getLogger(__name__)
+SELECT_METRIC = "val_map_at_{k}"
+
+
+@dataclass
+class SplitData:
+    """The train / val / test matrices of one split folder, read on first use."""
+
+    split_dir: Path
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        return json.loads((Path(self.split_dir) / "stats.json").read_text())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n_users, n_tracks = self.stats["shape"]
+        return int(n_users), int(n_tracks)
+
+    @cached_property
+    def train(self) -> sp.csr_matrix:
+        return read_matrix(Path(self.split_dir) / "train", self.shape)
+
+    def truth(self, which: str) -> sp.csr_matrix:
+        return read_matrix(Path(self.split_dir) / which, self.shape)
+
+
+def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig) -> dict[str, float]:
+    """Metrics of ``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
+
+    Users with evaluation rows but no train history cannot be ranked by a factor model; they
+    are left out for every model alike and counted in ``n_cold_users``.
+    """
+    from pipeline.metrics import ranking_metrics
+
+    train, truth = data.train, data.truth(which)
+    has_train = np.diff(train.indptr) > 0
+    has_truth = np.diff(truth.indptr) > 0
+    users = np.flatnonzero(has_train & has_truth)
+    catalogue = int((np.diff(train.tocsc().indptr) > 0).sum())
+    recs = model.recommend(users, cfg.k, exclude=train if cfg.exclude_seen else None)
+    metrics = ranking_metrics(recs, truth[users], cfg.k, n_items=catalogue)
+    metrics["n_cold_users"] = int((has_truth & ~has_train).sum())
+    return metrics
+
+
+def run_config(
+    *, key: str, label: str, params: Mapping[str, Any], out_dir: Path, data: SplitData, eval_cfg: EvalConfig,
+    fit: Callable[[], Recommender], parent_run_id: str | None, tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit with ``fit()``, evaluate on validation, save the model, log a child run; never half-written."""
+    out = Path(out_dir) / key
+    run_id = None
+    if parent_run_id:
+        run_id = tracking.child_run(parent_run_id, config_key=key, name=label, params=params,
+                                    tags={"pipeline.protocol": _protocol(eval_cfg), **(tags or {})})
+    result: dict[str, Any] = {"key": key, "label": label, "params": dict(params), "mlflow_run_id": run_id,
+                              "k": eval_cfg.k, "exclude_seen": eval_cfg.exclude_seen}
+    try:
+        t0 = time.perf_counter()
+        model = fit()
+        t1 = time.perf_counter()
+        metrics = evaluate(model, data, "val", eval_cfg)
+        t2 = time.perf_counter()
+        model.save(out / "model")
+    except Exception as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+        if run_id:
+            tracking.client().set_tag(run_id, "pipeline.error", result["error"][:5000])
+            tracking.finish(run_id, "FAILED")
+        raise
+    result.update(
+        status="ok", metrics={f"val_{k}": v for k, v in metrics.items()},
+        fit_seconds=round(t1 - t0, 3), eval_seconds=round(t2 - t1, 3), model_dir=str(out / "model"),
+        idmap_version=data.stats.get("idmap_version"),
+    )
+    if run_id:
+        tracking.log_metrics(run_id, {**result["metrics"], "fit_seconds": result["fit_seconds"],
+                                      "eval_seconds": result["eval_seconds"]})
+        tracking.client().set_tag(run_id, "pipeline.idmap_version", str(result["idmap_version"]))
+        tracking.finish(run_id)
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    log.info("%s: val MAP@%d %.5f (fit %.1fs, eval %.1fs)", label, eval_cfg.k,
+             result["metrics"][f"val_map_at_{eval_cfg.k}"], result["fit_seconds"], result["eval_seconds"])
+    return result
+
+
+def _protocol(cfg: EvalConfig) -> str:
+    return "exclude_seen" if cfg.exclude_seen else "keep_seen"
+
+
+def popularity_sweep(
+    data: SplitData, out_dir: Path, configs: Sequence[PopularityConfig], eval_cfg: EvalConfig, *,
+    parent_run_id: str | None, stats: tuple[np.ndarray, np.ndarray] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every popularity configuration; the per-track aggregates are computed once."""
+    from pipeline.models import popularity
+
+    plays, listeners = stats if stats is not None else popularity.track_stats_matrix(data.train)
+    return [
+        run_config(key=c.key, label=c.label, params=c.params(), out_dir=out_dir, data=data, eval_cfg=eval_cfg,
+                   fit=lambda c=c: popularity.fit(plays, listeners, c), parent_run_id=parent_run_id, tags=tags)
+        for c in configs
+    ]
+
+
+def als_config_run(
+    data: SplitData, out_dir: Path, cfg: AlsConfig, eval_cfg: EvalConfig, *, parent_run_id: str | None,
+    spark: Any = None, tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One ALS configuration on the engine it names (Spark needs ``spark``)."""
+    n_users, n_tracks = data.shape
+    if cfg.engine == "spark":
+        from pipeline.models import als_spark
+
+        if spark is None:
+            raise ValueError("engine 'spark' needs a SparkSession; pass spark=")
+        fit = lambda: als_spark.fit(spark, Path(data.split_dir) / "train", cfg, n_users=n_users, n_tracks=n_tracks)  # noqa: E731
+    else:
+        from pipeline.models import als_implicit
+
+        fit = lambda: als_implicit.fit(data.train, cfg)  # noqa: E731
+    return run_config(key=cfg.key, label=cfg.label, params=cfg.params(), out_dir=out_dir, data=data,
+                      eval_cfg=eval_cfg, fit=fit, parent_run_id=parent_run_id, tags=tags)
+
+
+def leaderboard(result_dirs: Sequence[Path], k: int) -> list[dict[str, Any]]:
+    """Every ``result.json`` under the given folders, best validation MAP@k first (failed ones last)."""
+    rows = []
+    for d in result_dirs:
+        for f in sorted(Path(d).glob("*/result.json")):
+            rows.append(json.loads(f.read_text()))
+    metric = SELECT_METRIC.format(k=k)
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (-r["metrics"][metric], r["key"]))
+    return ok + [r for r in rows if r["status"] != "ok"]
+
+
+def select_best(board: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """The configuration with the highest validation MAP@k (ties: key order)."""
+    ok = [r for r in board if r["status"] == "ok"]
+    if not ok:
+        raise RuntimeError("no configuration finished: every model of the sweep failed; see their result.json")
+    return ok[0]

@@ -1,0 +1,137 @@
+"""MLflow bookkeeping: one parent run per DAG run, one nested child per configuration.
+
+Runs are found again by their tags, never created twice: a retried task or a re-run of the
+same DAG run reuses the parent and the child of the same configuration. Every run carries
+``airflow.dag_id``, ``airflow.dag_run_id`` (and for children ``airflow.task_id`` and
+``airflow.map_index``) so the Airflow plugin can link a task straight to its runs.
+
+The tracking URI is ``$MLFLOW_TRACKING_URI`` or an SQLite store under the pipeline home;
+artifacts of the embedded store go to ``<home>/mlflow/artifacts``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipeline.paths import pipeline_home
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = [
+    "EXPERIMENT",
+    "tracking_uri",
+    "client",
+    "experiment_id",
+    "parent_run",
+    "child_run",
+    "children",
+    "finish",
+]
+
+EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "music-recs")
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the embedded SQLite store under the pipeline home."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = pipeline_home() / "mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def client() -> "MlflowClient":
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(c: "MlflowClient", name: str = EXPERIMENT) -> str:
+    """The experiment's id, created on first use (artifacts beside the embedded store)."""
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (pipeline_home() / "mlflow" / "artifacts").as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - another task created it first
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _find(c: "MlflowClient", exp_id: str, tags: Mapping[str, str]) -> Any | None:
+    flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = c.search_runs([exp_id], filter_string=flt, max_results=2, order_by=["attributes.start_time ASC"])
+    return runs[0] if runs else None
+
+
+def parent_run(*, dag_id: str, dag_run_id: str, tags: Mapping[str, str] | None = None,
+               params: Mapping[str, Any] | None = None) -> str:
+    """The parent run of this DAG run (created once; later calls return the same id)."""
+    c = client()
+    exp = experiment_id(c)
+    key = {"airflow.dag_run_id": dag_run_id, "pipeline.role": "parent"}
+    run = _find(c, exp, key)
+    if run is None:
+        run = c.create_run(exp, run_name=f"{dag_id} {dag_run_id}",
+                           tags={**key, "airflow.dag_id": dag_id, **(tags or {})})
+        for k, v in (params or {}).items():
+            c.log_param(run.info.run_id, k, v)
+    return run.info.run_id
+
+
+def child_run(parent_id: str, *, config_key: str, name: str, params: Mapping[str, Any],
+              tags: Mapping[str, str] | None = None) -> str:
+    """The child run of one configuration under ``parent_id`` (reused on retry, status reset to RUNNING)."""
+    c = client()
+    parent = c.get_run(parent_id)
+    exp = parent.info.experiment_id
+    key = {PARENT_TAG: parent_id, "pipeline.config_key": config_key}
+    run = _find(c, exp, key)
+    if run is None:
+        base = {k: v for k, v in parent.data.tags.items() if k in ("airflow.dag_id", "airflow.dag_run_id")}
+        run = c.create_run(exp, run_name=name, tags={**base, **key, "pipeline.role": "child", **(tags or {})})
+        for k, v in params.items():
+            c.log_param(run.info.run_id, k, v)
+    else:
+        c.update_run(run.info.run_id, status="RUNNING")
+        for k, v in (tags or {}).items():
+            c.set_tag(run.info.run_id, k, v)
+    return run.info.run_id
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], *, prefix: str = "") -> None:
+    """Log a dict of numbers in one batch (non-numbers are skipped)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(prefix + k, float(v), now, 0) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if batch:
+        client().log_batch(run_id, metrics=batch)
+
+
+def children(parent_id: str) -> list[Any]:
+    """All child runs of a parent, oldest first."""
+    c = client()
+    exp = c.get_run(parent_id).info.experiment_id
+    return c.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                         order_by=["attributes.start_time ASC"], max_results=10_000)
+
+
+def finish(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=status)
