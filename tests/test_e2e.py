@@ -1,0 +1,117 @@
+"""End to end: `airflow dags test music_recs_nightly` on a small synthetic log, then what a user checks.
+
+The MLflow runs (parent + one child per configuration, their metrics), the registered
+`music-recs` version behind the `champion` alias, and the promoted model answering a user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONF = {
+    "input_format": "listenbrainz",
+    "ranks": [16],
+    "reg_params": [0.1],
+    "alphas": [0.5, 2.0],
+    "max_iters": [6],
+    "betas": [10, 1000],
+}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from pipeline import synth
+
+    home = tmp_path_factory.mktemp("home")
+    synth.generate(home / "data" / "demo", n_listens=30_000, seed=7)
+    env = dict(os.environ)
+    env.update(
+        PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", SPARK_DRIVER_MEMORY="2g",
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    conf = {**CONF, "input_path": str(home / "data" / "demo")}
+    out = subprocess.run([str(BIN / "airflow"), "dags", "test", "music_recs_nightly", "-c", json.dumps(conf)],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    log = out.stdout + out.stderr
+    (home / "dags_test.log").write_text(log)
+    assert out.returncode == 0 and "failed" not in _final_states(log), log[-6000:]
+    os.environ["PIPELINE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield home, log
+    os.environ.pop("PIPELINE_HOME", None)
+
+
+def _final_states(log: str) -> str:
+    return "\n".join(line for line in log.splitlines() if "DagRun Finished" in line or "state=failed" in line)
+
+
+def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
+    from pipeline import tracking
+
+    home, _ = demo_run
+    c = tracking.client()
+    assert tracking.tracking_uri().startswith(f"sqlite:///{home}")
+    exp = c.get_experiment_by_name("music-recs")
+    parents = c.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'parent'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["airflow.dag_run_id"] and len(parent.data.tags["pipeline.input_fingerprint"]) == 16
+    kids = tracking.children(parent.info.run_id)
+    keys = sorted(r.data.tags["pipeline.config_key"] for r in kids)
+    assert len(kids) == 2 + 2 + 2, keys  # plays_per_listener x 2 betas, listeners, plays, ALS x 2 alphas
+    for r in kids:
+        assert r.info.status == "FINISHED"
+        assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
+        assert r.data.params["model"] in {"als", "popularity"}
+    winners = [r for r in kids if r.data.tags.get("pipeline.winner") == "true"]
+    assert len(winners) == 1
+    best = max(kids, key=lambda r: r.data.metrics["val_map_at_100"])
+    assert winners[0].info.run_id == best.info.run_id
+    assert "test_map_at_100" in parent.data.metrics and "test_ndcg_at_100" in parent.data.metrics
+
+
+def test_als_beats_popularity_on_the_planted_structure(demo_run):
+    from pipeline import tracking
+
+    c = tracking.client()
+    exp = c.get_experiment_by_name("music-recs")
+    kids = c.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'child'")
+    best = {m: max(r.data.metrics["val_map_at_100"] for r in kids if r.data.params["model"] == m)
+            for m in ("als", "popularity")}
+    assert best["als"] > 1.5 * best["popularity"], best
+
+
+def test_champion_is_registered_and_answers_for_users(demo_run):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from pipeline import tracking
+    from pipeline.serving import MODEL_NAME
+
+    home, log = demo_run
+    c = tracking.client()
+    champion = c.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert champion.tags["airflow.dag_run_id"]
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    users = pd.read_parquet(next(home.glob("runs/*/bundle/users.parquet")))["user_id"].tolist()
+    out = model.predict(pd.DataFrame({"user_id": [users[0], "nobody-at-all"]}), params={"k": 10})
+    mine, cold = out[out.user_id == users[0]], out[out.user_id == "nobody-at-all"]
+    assert len(mine) == 10 and not mine["fallback"].any() and mine["track"].is_unique
+    assert len(cold) == 10 and cold["fallback"].all()
+    assert mine["track"].str.match(r"^(mbid|name|src):").all()
+    promotion = json.loads(next(home.glob("runs/*/promotion.json")).read_text())
+    assert promotion["alias"] == "champion" and promotion["version"] == str(champion.version)

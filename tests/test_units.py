@@ -1,0 +1,89 @@
+"""Fast unit tests of the pure parts: configs, canonical track keys, split arithmetic, popularity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pipeline.config import AlsConfig, EvalConfig, IngestConfig, PopularityConfig, SplitConfig, als_grid, from_params, popularity_grid
+from pipeline.ingest import normalize_name, track_key
+from pipeline.models import PopularityModel
+from pipeline.models.popularity import scores, track_stats_matrix
+from pipeline.split import n_train
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Beyonce\u0301   Knowles ", "beyoncé knowles"),  # NFD accent → NFKC composed, trimmed, collapsed
+        ("Beyoncé Knowles", "beyoncé knowles"),
+        ("ＡＢＣ", "abc"),  # full-width → NFKC
+        ("Straße", "strasse"),  # casefold, not lower
+        ("   ", None),
+        (None, None),
+    ],
+)
+def test_normalize_name(raw, expected):
+    assert normalize_name(raw) == expected
+
+
+def test_track_key_prefers_mbid_then_names_then_source_id():
+    assert track_key(" ABC-1 ", "A", "T", "m1") == "mbid:abc-1"
+    assert track_key(None, "The  Band", "Song ", "m1") == "name:the band\x1fsong"
+    assert track_key("", "The Band", None, "m1") == "src:m1"
+    assert track_key(None, None, None, None) is None
+    # two spellings of one song collapse to one key
+    assert track_key(None, "Sigur Ro\u0301s", "Hoppípolla", "a") == track_key(None, "sigur rós ", "HOPPÍPOLLA", "b")
+
+
+@pytest.mark.parametrize("n", range(0, 40))
+def test_n_train_is_exact_ceiling(n):
+    assert n_train(n, 0.8) == math.ceil(n * 4 / 5)
+    assert n_train(n, 0.7) == -(-n * 7 // 10)  # 0.7 * 10 is 7 here, not 8 as in floating point
+
+
+def test_configs_reject_bad_values_with_the_allowed_ones():
+    with pytest.raises(ValueError, match="choose one of"):
+        SplitConfig(strategy="by_moon_phase")
+    with pytest.raises(ValueError, match="input_format"):
+        IngestConfig(input_path="x", input_format="xml")
+    with pytest.raises(ValueError, match="rank"):
+        AlsConfig(rank=0)
+    with pytest.raises(ValueError, match="beta only applies"):
+        PopularityConfig(variant="plays", beta=10)
+    with pytest.raises(ValueError, match="k="):
+        EvalConfig(k=0)
+
+
+def test_from_params_coerces_ui_values_and_ignores_unknown_keys():
+    cfg = from_params(AlsConfig, {"rank": "25", "reg_param": 1, "alpha": "0.5", "colour": "red"})
+    assert cfg == AlsConfig(rank=25, reg_param=1.0, alpha=0.5)
+    assert from_params(EvalConfig, {"exclude_seen": "true"}).exclude_seen is True
+
+
+def test_grids_cover_every_combination_with_readable_labels():
+    grid = als_grid(ranks=[10, 20, 25], reg_params=[0.001, 0.01, 0.1], alphas=[0.1, 0.5, 0.8, 1.2])
+    assert len(grid) == 36 and len({c.key for c in grid}) == 36
+    assert grid[0].label == "rank=10 reg=0.001 alpha=0.1"
+    pops = popularity_grid()
+    assert [c.key for c in pops][-2:] == ["pop-listeners", "pop-plays"]
+    assert len(pops) == 9
+
+
+def test_popularity_scores_follow_the_definitions_and_break_ties_by_track_id():
+    # users x tracks play counts
+    m = sp.csr_matrix(np.array([[5, 1, 0, 2], [5, 0, 0, 2], [0, 0, 0, 1]], dtype=np.float32))
+    plays, listeners = track_stats_matrix(m)
+    assert plays.tolist() == [10, 1, 0, 5] and listeners.tolist() == [2, 1, 0, 3]
+    ppl = scores(plays, listeners, PopularityConfig(variant="plays_per_listener", beta=1))
+    np.testing.assert_allclose(ppl, [10 / 3, 1 / 2, 0, 5 / 4])
+    assert scores(plays, listeners, PopularityConfig(variant="listeners")).tolist() == [2, 1, 0, 3]
+    # tracks 1 and 2 tie at 1 listener each after rescoring: the lower id goes first
+    tied = PopularityModel(np.array([1.0, 3.0, 3.0, 0.5]))
+    assert tied.recommend(np.array([0, 1]), 3).tolist() == [[1, 2, 0], [1, 2, 0]]
+    # exclude_seen drops a user's own tracks from their list only
+    seen = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    assert tied.recommend(np.array([0, 1]), 2, exclude=seen).tolist() == [[2, 0], [1, 2]]
