@@ -104,7 +104,7 @@ listen_rows = st.lists(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=listen_rows, fraction=st.sampled_from([0.5, 0.8, 0.7]))
 def test_temporal_user_split_matches_the_definition(spark, rows, fraction):
     data = [(u, i, T0 + dt.timedelta(days=d), 1, n) for n, (u, i, d) in enumerate(rows)]
@@ -121,7 +121,7 @@ def test_temporal_user_split_matches_the_definition(spark, rows, fraction):
     assert got["test"] == []
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=listen_rows, strategy=st.sampled_from(["temporal_user", "temporal_global", "leave_k_out", "random_user"]))
 def test_every_strategy_partitions_and_train_precedes_eval_in_time(spark, rows, strategy):
     data = [(u, i, T0 + dt.timedelta(days=d), 1, n) for n, (u, i, d) in enumerate(rows)]
@@ -129,8 +129,9 @@ def test_every_strategy_partitions_and_train_precedes_eval_in_time(spark, rows, 
     frames, facts = split_frame(listens_frame(spark, data), cfg, has_timestamps=True)
     parts = {name: f.toPandas() for name, f in frames.items()}
     assert sorted(sum((p["source_row"].tolist() for p in parts.values()), [])) == list(range(len(data)))
-    if len(parts["test"]):
-        assert parts["test"]["timestamp"].min() >= max(parts["train"]["timestamp"].max(), parts["val"]["timestamp"].max())
+    before = pd.concat([parts["train"], parts["val"]])
+    if len(parts["test"]) and len(before):  # the test window comes after everything else
+        assert parts["test"]["timestamp"].min() > before["timestamp"].max()
     if strategy.startswith("temporal") or strategy == "leave_k_out":
         for u, val in parts["val"].groupby("user_idx"):
             train = parts["train"][parts["train"]["user_idx"] == u]

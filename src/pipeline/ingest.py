@@ -58,9 +58,11 @@ def _normalized_names(spark: "SparkSession", df: "DataFrame") -> "DataFrame":
     import pandas as pd
     from pyspark.sql import functions as F
 
-    @F.pandas_udf("string")
-    def norm(s: pd.Series) -> pd.Series:
+    def _norm(s):
         return s.map(normalize_name, na_action="ignore")
+
+    _norm.__annotations__ = {"s": pd.Series, "return": pd.Series}  # real types: this module defers annotations
+    norm = F.pandas_udf(_norm, "string")
 
     pairs = df.where(F.col("track_mbid").isNull()).select("artist_name", "track_name").distinct()
     return pairs.select(
