@@ -1,0 +1,109 @@
+"""One contract every model passes: each popularity variant, Spark ALS and the single-machine engine.
+
+The data is a checkerboard (two taste groups, each listening only to its own half of the
+catalogue), so a personalized model must recommend each user only their group's tracks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pipeline import models
+from pipeline.config import AlsConfig, PopularityConfig
+from pipeline.models import als_implicit, popularity
+
+N_USERS, N_ITEMS = 40, 30
+
+
+def checkerboard() -> sp.csr_matrix:
+    """User u listens to every track of their group (u % 2) except one per user, plays 1..3."""
+    rng = np.random.default_rng(0)
+    m = np.zeros((N_USERS, N_ITEMS), dtype=np.float32)
+    for u in range(N_USERS):
+        items = np.arange(u % 2, N_ITEMS, 2)
+        m[u, items] = rng.integers(1, 4, size=len(items))
+        m[u, items[u % len(items)]] = 0  # a gap the model should fill from its own group
+    return sp.csr_matrix(m)
+
+
+def fit_spark_als(train: sp.csr_matrix, tmp_path, spark):
+    from pipeline.models import als_spark
+
+    coo = train.tocoo()
+    pdf = pd.DataFrame({"user_idx": coo.row.astype("int32"), "track_idx": coo.col.astype("int32"),
+                        "play_count": coo.data.astype("int32")})
+    spark.createDataFrame(pdf).write.mode("overwrite").parquet(str(tmp_path / "train"))
+    cfg = AlsConfig(rank=4, reg_param=0.01, alpha=2.0, max_iter=10, seed=1)
+    return als_spark.fit(spark, tmp_path / "train", cfg, n_users=N_USERS, n_tracks=N_ITEMS)
+
+
+def fit_implicit(train, tmp_path, spark):
+    return als_implicit.fit(train, AlsConfig(rank=4, reg_param=0.01, alpha=2.0, max_iter=10, seed=1, engine="implicit"))
+
+
+def fit_popularity(variant, beta=0.0):
+    def fit(train, tmp_path, spark):
+        plays, listeners = popularity.track_stats_matrix(train)
+        return popularity.fit(plays, listeners, PopularityConfig(variant=variant, beta=beta))
+    return fit
+
+
+FACTORIES = {
+    "pop-plays_per_listener": (fit_popularity("plays_per_listener", 10.0), False),
+    "pop-listeners": (fit_popularity("listeners"), False),
+    "pop-plays": (fit_popularity("plays"), False),
+    "als-implicit": (fit_implicit, True),
+    "als-spark": (fit_spark_als, True),
+}
+
+
+@pytest.fixture(params=sorted(FACTORIES), ids=sorted(FACTORIES))
+def fitted(request, tmp_path):
+    fit, personalized = FACTORIES[request.param]
+    spark = None
+    if request.param == "als-spark":
+        pytest.importorskip("pyspark")
+        spark = request.getfixturevalue("spark")
+    train = checkerboard()
+    return request.param, fit(train, tmp_path, spark), personalized, train, (fit, spark, tmp_path)
+
+
+def test_recommend_returns_k_distinct_catalogue_tracks_per_user(fitted):
+    _, model, _, _, _ = fitted
+    users = np.arange(N_USERS)
+    recs = model.recommend(users, 10)
+    assert recs.shape == (N_USERS, 10) and recs.dtype.kind == "i"
+    assert ((recs >= 0) & (recs < N_ITEMS)).all()
+    assert all(len(set(row)) == 10 for row in recs)
+
+
+def test_exclude_seen_never_returns_a_seen_track_and_pads_when_short(fitted):
+    _, model, _, train, _ = fitted
+    users = np.arange(N_USERS)
+    recs = model.recommend(users, N_ITEMS, exclude=train)
+    for u, row in enumerate(recs):
+        seen = set(train[u].indices)
+        kept = [i for i in row if i >= 0]
+        assert not seen & set(kept)
+        assert len(kept) == N_ITEMS - len(seen) and (row[len(kept):] == -1).all()
+
+
+def test_personalized_models_fill_each_users_gap_from_their_own_group(fitted):
+    name, model, personalized, train, _ = fitted
+    if not personalized:
+        pytest.skip(f"{name} is not personalized: the same list for every user")
+    recs = model.recommend(np.arange(N_USERS), 1, exclude=train)
+    groups = recs[:, 0] % 2
+    assert (groups == np.arange(N_USERS) % 2).all(), "a recommendation crossed the taste groups"
+
+
+def test_fitting_twice_gives_the_same_rankings_and_save_load_round_trips(fitted, tmp_path):
+    name, model, _, train, (fit, spark, fit_tmp) = fitted
+    again = fit(train, fit_tmp / "again", spark)
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(model.recommend(users, 5), again.recommend(users, 5))
+    loaded = models.load(model.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.recommend(users, 5), model.recommend(users, 5))
