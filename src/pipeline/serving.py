@@ -83,7 +83,7 @@ class MusicRecsModel(_Base):  # type: ignore[misc,valid-type]
     def load_context(self, context: Any) -> None:
         self.bundle = Bundle(Path(context.artifacts["bundle"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
         import pandas as pd
 
         k = int((params or {}).get("k", 10))

@@ -1,0 +1,267 @@
+"""Nearest-neighbour indexes over item factors, tuned against exact search.
+
+The score is the inner product <user, item>. Kinds:
+
+- ``exact``: numpy dot + ``argpartition`` (the baseline every index must beat);
+- ``annoy_dot``: annoy 1.17.3, metric ``dot``;
+- ``annoy_angular_aug``: annoy ``angular`` on items augmented to ``[v, sqrt(M² - |v|²)]`` and
+  queries ``[q, 0]`` (the standard reduction of inner product to cosine);
+- ``hnsw_ip``: hnswlib, space ``ip``.
+
+:func:`tune` measures, for every setting, recall@K against the exact top-K on query users,
+p50/p99 single-query latency, build seconds and index bytes, and picks the fastest setting
+whose recall meets the target. ``exact`` always meets it, so nothing slower than exact is
+ever chosen. :func:`save_index` writes the choice with its sha256; :func:`load_index`
+checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.paths import atomic_dir
+
+__all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "save_index", "load_index", "plot_tradeoffs"]
+
+KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip")
+_FILES = {"annoy_dot": "index.ann", "annoy_angular_aug": "index.ann", "hnsw_ip": "index.hnsw", "exact": "item_factors.npy"}
+
+
+def exact_query(item_factors: np.ndarray, user_vec: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` items by inner product, best first, ties by index ascending."""
+    scores = item_factors @ np.asarray(user_vec, dtype=np.float32)
+    k = min(k, scores.size)
+    top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+    return top[np.lexsort((top, -scores[top]))]
+
+
+def _augment(items: np.ndarray) -> tuple[np.ndarray, float]:
+    norms = np.linalg.norm(items, axis=1)
+    big = float(norms.max()) if norms.size else 0.0
+    extra = np.sqrt(np.maximum(big**2 - norms**2, 0.0))
+    return np.hstack([items, extra[:, None]]).astype(np.float32), big
+
+
+@dataclass
+class Index:
+    """A loaded index of one kind; ``query(user_vec, k)`` returns item indices, best first."""
+
+    kind: str
+    params: dict[str, Any]
+    impl: Any
+    items: np.ndarray | None = None
+
+    def query(self, user_vec: np.ndarray, k: int) -> np.ndarray:
+        q = np.asarray(user_vec, dtype=np.float32)
+        if self.kind == "exact":
+            return exact_query(self.items, q, k)
+        if self.kind == "hnsw_ip":
+            self.impl.set_ef(max(int(self.params["ef"]), k))
+            labels, _ = self.impl.knn_query(q[None, :], k=k)
+            return labels[0].astype(np.int64)
+        if self.kind == "annoy_angular_aug":
+            q = np.append(q, 0.0)
+        return np.asarray(self.impl.get_nns_by_vector(q.tolist(), k, search_k=int(self.params["search_k"])), dtype=np.int64)
+
+
+def _build(kind: str, items: np.ndarray, params: dict[str, Any], path: Path) -> tuple[Index, float]:
+    """Build one index, save it to ``path``, return it and the build seconds."""
+    t0 = time.perf_counter()
+    if kind == "hnsw_ip":
+        import hnswlib
+
+        impl = hnswlib.Index(space="ip", dim=items.shape[1])
+        impl.init_index(max_elements=len(items), M=int(params["M"]), ef_construction=int(params["ef_construction"]),
+                        random_seed=0)
+        impl.add_items(items, np.arange(len(items)), num_threads=-1)
+        built = time.perf_counter() - t0
+        impl.save_index(str(path))
+        return Index(kind, dict(params), impl), built
+    from annoy import AnnoyIndex
+
+    vecs = _augment(items)[0] if kind == "annoy_angular_aug" else items
+    impl = AnnoyIndex(vecs.shape[1], "angular" if kind == "annoy_angular_aug" else "dot")
+    impl.set_seed(0)
+    for i, v in enumerate(vecs):
+        impl.add_item(i, v)
+    impl.build(int(params["n_trees"]), n_jobs=-1)
+    built = time.perf_counter() - t0
+    impl.save(str(path))
+    return Index(kind, dict(params), impl), built
+
+
+def _measure(index: Index, queries: np.ndarray, truth: np.ndarray, k: int) -> dict[str, float]:
+    times, recalls = [], []
+    for q, t in zip(queries, truth):
+        t0 = time.perf_counter()
+        got = index.query(q, k)
+        times.append((time.perf_counter() - t0) * 1000)
+        want = t[t >= 0]
+        recalls.append(len(np.intersect1d(got, want)) / max(1, len(want)))
+    return {"recall": float(np.mean(recalls)), "p50_ms": float(np.percentile(times, 50)),
+            "p99_ms": float(np.percentile(times, 99))}
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """The tuning table (one row per setting) and the chosen row."""
+
+    table: list[dict[str, Any]]
+    chosen: dict[str, Any]
+    recall_target: float
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.chosen["kind"]
+
+
+def choose(table: list[dict[str, Any]], recall_target: float) -> dict[str, Any]:
+    """The fastest (lowest p50) setting whose recall meets the target; ``exact`` when none does."""
+    ok = [r for r in table if r["recall"] >= recall_target]
+    exact = [r for r in table if r["kind"] == "exact"]
+    if not ok:
+        if not exact:
+            raise ValueError("no setting meets the recall target and the table has no exact row")
+        return exact[0]
+    return min(ok, key=lambda r: (r["p50_ms"], r["p99_ms"], KINDS.index(r["kind"])))
+
+
+def tune(
+    item_factors: np.ndarray, queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
+    out_dir: Path, annoy_trees: tuple[int, ...] = (10, 50), annoy_search_k: tuple[int, ...] | None = None,
+    hnsw_M: tuple[int, ...] = (16,), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400),
+    kinds: tuple[str, ...] = KINDS,
+) -> IndexChoice:
+    """Build every kind and setting, measure each against exact top-``k`` on ``queries``."""
+    from pipeline.topk import topk
+
+    items = np.ascontiguousarray(item_factors, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth = topk(queries, items, k)
+    table: list[dict[str, Any]] = []
+    files: dict[str, str] = {}
+    if "exact" in kinds:
+        row = {"kind": "exact", "params": {}, "build_s": 0.0, "bytes": int(items.nbytes),
+               **_measure(Index("exact", {}, None, items), queries, truth, k)}
+        table.append(row)
+    for kind in ("annoy_dot", "annoy_angular_aug"):
+        if kind not in kinds:
+            continue
+        for trees in annoy_trees:
+            path = out_dir / f"{kind}-t{trees}.ann"
+            index, built = _build(kind, items, {"n_trees": trees, "search_k": -1}, path)
+            for sk in annoy_search_k or (trees * k, trees * k * 10, trees * k * 50):
+                index.params["search_k"] = sk
+                params = {"n_trees": trees, "search_k": sk}
+                table.append({"kind": kind, "params": params, "build_s": built, "bytes": path.stat().st_size,
+                              **_measure(index, queries, truth, k)})
+                files[_key(kind, params)] = str(path)
+            index.impl.unload()
+    if "hnsw_ip" in kinds:
+        for m in hnsw_M:
+            path = out_dir / f"hnsw_ip-M{m}.hnsw"
+            index, built = _build("hnsw_ip", items, {"M": m, "ef_construction": 200, "ef": 50}, path)
+            for ef in hnsw_ef:
+                index.params["ef"] = ef
+                params = {"M": m, "ef_construction": 200, "ef": ef}
+                table.append({"kind": "hnsw_ip", "params": params, "build_s": built, "bytes": path.stat().st_size,
+                              **_measure(index, queries, truth, k)})
+                files[_key("hnsw_ip", params)] = str(path)
+    exact_p50 = next((r["p50_ms"] for r in table if r["kind"] == "exact"), None)
+    for r in table:
+        r["speedup_vs_exact"] = (exact_p50 / r["p50_ms"]) if exact_p50 and r["p50_ms"] else None
+    chosen = choose(table, recall_target)
+    return IndexChoice(table, chosen, recall_target, files)
+
+
+def _key(kind: str, params: dict[str, Any]) -> str:
+    return kind + json.dumps({k: v for k, v in params.items() if k not in ("search_k", "ef")}, sort_keys=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_index(choice: IndexChoice, item_factors: np.ndarray, out_dir: Path) -> Path:
+    """Write the chosen index (or the factors, for exact) and ``index.json`` with its sha256."""
+    c = choice.chosen
+    with atomic_dir(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        np.save(tmp / "item_factors.npy", np.ascontiguousarray(item_factors, dtype=np.float32))
+        if c["kind"] != "exact":
+            shutil.copyfile(choice.files[_key(c["kind"], c["params"])], tmp / _FILES[c["kind"]])
+        meta = {"kind": c["kind"], "params": c["params"], "rank": int(item_factors.shape[1]),
+                "n_items": int(item_factors.shape[0]), "file": _FILES[c["kind"]],
+                "sha256": _sha256(tmp / _FILES[c["kind"]]), "recall": c["recall"], "p50_ms": c["p50_ms"],
+                "p99_ms": c["p99_ms"], "recall_target": choice.recall_target,
+                "met_target": c["recall"] >= choice.recall_target, "speedup_vs_exact": c.get("speedup_vs_exact")}
+        (tmp / "index.json").write_text(json.dumps(meta, indent=1))
+    return Path(out_dir)
+
+
+def load_index(path: Path) -> Index:
+    """Load an index folder; refuse it when the file's sha256 differs from ``index.json``."""
+    path = Path(path)
+    meta = json.loads((path / "index.json").read_text())
+    file = path / meta["file"]
+    digest = _sha256(file)
+    if digest != meta["sha256"]:
+        raise ValueError(f"{file} is corrupt: sha256 {digest} != {meta['sha256']} recorded in index.json; "
+                         "rebuild the index (re-run build_index)")
+    kind, rank = meta["kind"], meta["rank"]
+    items = np.load(path / "item_factors.npy", mmap_mode="r")
+    if kind == "exact":
+        return Index(kind, meta["params"], None, np.asarray(items))
+    if kind == "hnsw_ip":
+        import hnswlib
+
+        impl = hnswlib.Index(space="ip", dim=rank)
+        impl.load_index(str(file), max_elements=meta["n_items"])
+        return Index(kind, meta["params"], impl)
+    from annoy import AnnoyIndex
+
+    impl = AnnoyIndex(rank + 1 if kind == "annoy_angular_aug" else rank, "angular" if kind == "annoy_angular_aug" else "dot")
+    impl.load(str(file))
+    return Index(kind, meta["params"], impl)
+
+
+def plot_tradeoffs(table: list[dict[str, Any]], path: Path) -> Path:
+    """The seed's figures: recall@K against query time, and against build time, per kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind in KINDS:
+        rows = [r for r in table if r["kind"] == kind]
+        if not rows:
+            continue
+        a.plot([r["p50_ms"] for r in rows], [r["recall"] for r in rows], marker="o", label=kind)
+        b.scatter([r["build_s"] for r in rows], [r["recall"] for r in rows], label=kind)
+    a.set_xscale("log")
+    a.set_xlabel("p50 query time (ms)")
+    a.set_ylabel("recall@K vs exact")
+    a.legend(fontsize=7)
+    b.set_xlabel("build time (s)")
+    b.set_ylabel("recall@K vs exact")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
