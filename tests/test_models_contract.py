@@ -36,12 +36,12 @@ def fit_spark_als(train: sp.csr_matrix, tmp_path, spark):
     pdf = pd.DataFrame({"user_idx": coo.row.astype("int32"), "track_idx": coo.col.astype("int32"),
                         "play_count": coo.data.astype("int32")})
     spark.createDataFrame(pdf).write.mode("overwrite").parquet(str(tmp_path / "train"))
-    cfg = AlsConfig(rank=4, reg_param=0.01, alpha=2.0, max_iter=10, seed=1)
+    cfg = AlsConfig(rank=2, reg_param=0.1, alpha=2.0, max_iter=15, seed=1)
     return als_spark.fit(spark, tmp_path / "train", cfg, n_users=N_USERS, n_tracks=N_ITEMS)
 
 
 def fit_implicit(train, tmp_path, spark):
-    return als_implicit.fit(train, AlsConfig(rank=4, reg_param=0.01, alpha=2.0, max_iter=10, seed=1, engine="implicit"))
+    return als_implicit.fit(train, AlsConfig(rank=2, reg_param=0.1, alpha=2.0, max_iter=15, seed=1, engine="implicit"))
 
 
 def fit_popularity(variant, beta=0.0):

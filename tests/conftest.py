@@ -1,0 +1,47 @@
+"""Shared fixtures: one real local[2] Spark session for the suite, and the shared datasets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+logging.getLogger("py4j").setLevel(logging.ERROR)  # its shutdown message races pytest closing stderr
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Spark's Python workers must run this interpreter (the one with the pipeline installed).
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real SparkSession on local[2], UTC, small shuffles; stopped at the end of the run."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("music-recs-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real datasets, non-commercial licences); skips when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the real datasets live beside the repository, never in it")
+    return SHARED_DATA
