@@ -1,0 +1,78 @@
+"""Score any recommender's output: ``pipeline evaluate --recs RECS.parquet --truth TRUTH.parquet -k 100``.
+
+Each table has a ``user`` column and a list column ``items`` (ranked in RECS; the relevant
+items in TRUTH). Every user in TRUTH with at least one item is evaluated; one missing from
+RECS counts with an empty list (scores 0), never silently skipped. Users only in RECS are
+ignored. Items may be any hashable values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.metrics import ranking_metrics
+
+__all__ = ["evaluate_tables", "main"]
+
+
+def _read(path: str | Path, role: str) -> Any:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{role} table {path} does not exist")
+    table = pq.read_table(path)
+    missing = [c for c in ("user", "items") if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{role} table {path} lacks column(s) {missing}; found {table.column_names}. "
+                         "Expected `user` and a list column `items`")
+    return table.to_pandas()
+
+
+def evaluate_tables(recs_path: str | Path, truth_path: str | Path, k: int = 100) -> dict[str, float]:
+    """All metrics @k of RECS against TRUTH (see module docstring)."""
+    if k < 1:
+        raise ValueError(f"k={k!r} must be >= 1")
+    recs, truth = _read(recs_path, "recs"), _read(truth_path, "truth")
+    truth = truth[truth["items"].map(lambda x: x is not None and len(x) > 0)]
+    users = truth["user"].tolist()
+    row = {u: i for i, u in enumerate(users)}
+    item_ids: dict[Any, int] = {}
+
+    def code(x: Any) -> int:
+        return item_ids.setdefault(x, len(item_ids))
+
+    rows, cols = [], []
+    for i, items in enumerate(truth["items"]):
+        for x in set(items):
+            rows.append(i)
+            cols.append(code(x))
+    ranked = np.full((len(users), k), -1, dtype=np.int64)
+    for u, items in zip(recs["user"], recs["items"]):
+        i = row.get(u)
+        if i is not None and items is not None:
+            top = [code(x) for x in list(items)[:k]]
+            ranked[i, : len(top)] = top
+    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(users), max(1, len(item_ids))))
+    return ranking_metrics(ranked, matrix, k, n_items=len(item_ids))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="pipeline evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--recs", required=True)
+    p.add_argument("--truth", required=True)
+    p.add_argument("-k", type=int, default=100)
+    a = p.parse_args(argv)
+    try:
+        print(json.dumps(evaluate_tables(a.recs, a.truth, a.k), indent=1))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"pipeline evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,131 @@
+"""Ranking metrics on hand-computed cases, Spark's documented example, and the evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import evaluate as evaluate_mod
+from pipeline.metrics import (
+    average_precision_at_k, hit_at_k, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k, reciprocal_rank_at_k,
+)
+from pipeline.topk import topk
+
+# Spark's documented RankingMetrics example (mllib guide / pyspark.mllib.evaluation doctest)
+SPARK_PREDS = [[1, 6, 2, 7, 8, 3, 9, 10, 4, 5], [4, 1, 5, 6, 2, 7, 3, 8, 9, 10], [1, 2, 3, 4, 5]]
+SPARK_LABELS = [[1, 2, 3, 4, 5], [1, 2, 3], []]
+# the documented values, as the doctest prints them ("0.26..."); Spark averages over all three
+# rows, the label-less one counting 0
+SPARK_DOC = {("precision", 1): "0.33", ("precision", 5): "0.26", ("precision", 15): "0.17", ("map", 1): "0.33",
+             ("map", 2): "0.25", ("ndcg", 3): "0.33", ("ndcg", 10): "0.48", ("recall", 1): "0.06",
+             ("recall", 5): "0.35", ("recall", 15): "0.66"}
+
+
+def as_arrays(preds, labels, n_items):
+    k = max(len(p) for p in preds)
+    recs = np.full((len(preds), k), -1)
+    for i, p in enumerate(preds):
+        recs[i, : len(p)] = p
+    rows = [i for i, ls in enumerate(labels) for _ in ls]
+    cols = [x for ls in labels for x in ls]
+    return recs, sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(preds), n_items))
+
+
+def test_hand_computed_single_list():
+    p, r = [3, 1, 7, 2], {1, 2, 9}
+    assert precision_at_k(p, r, 4) == 2 / 4
+    assert recall_at_k(p, r, 4) == 2 / 3
+    assert average_precision_at_k(p, r, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(p, r, 4) == pytest.approx(dcg / idcg)
+    assert hit_at_k(p, r, 1) == 0.0 and hit_at_k(p, r, 2) == 1.0
+    assert reciprocal_rank_at_k(p, r, 4) == 0.5 and reciprocal_rank_at_k(p, r, 1) == 0.0
+
+
+def test_more_relevant_than_k_normalizes_by_k():
+    p, r = [1, 2], {1, 2, 3, 4, 5}
+    assert average_precision_at_k(p, r, 2) == 1.0  # divided by min(|R|, K) = 2
+    assert ndcg_at_k(p, r, 2) == pytest.approx(1.0)
+    assert recall_at_k(p, r, 2) == 2 / 5
+
+
+def test_spark_documented_example():
+    recs, truth = as_arrays(SPARK_PREDS, SPARK_LABELS, 11)
+    for (name, k), documented in SPARK_DOC.items():
+        ours = ranking_metrics(recs, truth, k)
+        assert ours["n_users"] == 2  # the label-less user is not evaluated ...
+        spark_style = ours[f"{name}_at_{k}"] * 2 / 3  # ... Spark counts it as 0
+        assert f"{math.floor(spark_style * 100 + 1e-9) / 100:.2f}" == documented, (name, k, spark_style)
+
+
+def test_padding_never_hits_and_users_without_truth_are_skipped():
+    recs = np.array([[5, -1, -1], [0, 1, 2], [2, 1, 0]])
+    truth = sp.csr_matrix(np.array([[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]]))
+    m = ranking_metrics(recs, truth, 3, n_items=6)
+    assert m["n_users"] == 2
+    assert m["precision_at_3"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert m["mrr_at_3"] == pytest.approx((1 + 1 / 3) / 2)
+    assert m["coverage_at_3"] == pytest.approx(4 / 6)  # {5, 2, 1, 0} of 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12))
+def test_vectorized_equals_the_single_list_definitions(seed, k):
+    rng = np.random.default_rng(seed)
+    n, m = 30, 25
+    recs = np.array([rng.permutation(m)[:k] for _ in range(n)])
+    recs[rng.random((n, k)) < 0.1] = -1
+    truth = sp.random(n, m, density=0.15, random_state=seed, format="csr")
+    truth.data[:] = 1
+    got = ranking_metrics(recs, truth, k)
+    users = [u for u in range(n) if truth[u].nnz]
+    for name, f in [("precision", precision_at_k), ("recall", recall_at_k), ("map", average_precision_at_k),
+                    ("ndcg", ndcg_at_k), ("hit_rate", hit_at_k), ("mrr", reciprocal_rank_at_k)]:
+        want = np.mean([f(list(recs[u]), set(truth[u].indices), k) for u in users]) if users else 0.0
+        assert got[f"{name}_at_{k}"] == pytest.approx(want, abs=1e-12), name
+
+
+def test_topk_matches_a_full_sort_with_ties_and_exclusions():
+    rng = np.random.default_rng(1)
+    users = rng.integers(-2, 3, size=(50, 3)).astype(np.float32)  # small ints: many exact ties
+    items = rng.integers(-2, 3, size=(40, 3)).astype(np.float32)
+    exclude = sp.random(50, 40, density=0.3, random_state=2, format="csr")
+    for k, ex in [(5, None), (7, exclude), (40, exclude), (45, None)]:
+        got = topk(users, items, k, exclude=ex, block_size=7)
+        scores = users @ items.T
+        if ex is not None:
+            scores[ex.toarray() != 0] = -np.inf
+        for u in range(50):
+            order = [i for i in np.lexsort((np.arange(40), -scores[u])) if np.isfinite(scores[u, i])][:k]
+            assert got[u].tolist() == order + [-1] * (k - len(order))
+
+
+def write_lists(path, users, lists):
+    pq.write_table(pa.table({"user": users, "items": pa.array(lists, pa.list_(pa.string()))}), path)
+
+
+def test_evaluate_cli_scores_any_recommenders_output(tmp_path, capsys):
+    write_lists(tmp_path / "recs.parquet", ["a", "b", "zed"], [["x", "y", "z"], ["y"], ["x"]])
+    write_lists(tmp_path / "truth.parquet", ["a", "b", "c"], [["y"], ["q"], ["x"]])
+    assert evaluate_mod.main(["--recs", str(tmp_path / "recs.parquet"), "--truth", str(tmp_path / "truth.parquet"), "-k", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_users"] == 3  # c has no recommendations: evaluated with an empty list
+    assert out["precision_at_2"] == pytest.approx((1 / 2 + 0 + 0) / 3)
+    assert out["mrr_at_2"] == pytest.approx((1 / 2) / 3)
+
+
+def test_evaluate_names_the_missing_column(tmp_path, capsys):
+    pq.write_table(pa.table({"user_id": ["a"], "items": [["x"]]}), tmp_path / "recs.parquet")
+    write_lists(tmp_path / "truth.parquet", ["a"], [["x"]])
+    assert evaluate_mod.main(["--recs", str(tmp_path / "recs.parquet"), "--truth", str(tmp_path / "truth.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "recs.parquet" in err and "['user']" in err and "user_id" in err
