@@ -40,10 +40,11 @@ def _require(path: Path, what: str) -> Path:
 
 def _with_row_numbers(df: "DataFrame") -> "DataFrame":
     """A dense, deterministic 0-based ``source_row`` (file order, then row order in the file)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StructField, StructType
 
     indexed = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
-    return indexed.toDF([*df.columns, "source_row"]).withColumn("source_row", F.col("source_row").cast("long"))
+    schema = StructType([*df.schema.fields, StructField("source_row", LongType(), False)])
+    return df.sparkSession.createDataFrame(indexed, schema)
 
 
 def _finish(df: "DataFrame", *, timestamp: "Column | None", play_count: "Column | None", errors: list["Column"]) -> "DataFrame":
@@ -110,10 +111,212 @@ def _read_parquet(spark: "SparkSession", path: Path, needed: tuple[str, ...]) ->
     return df
 
 
+_FFFD = "\ufffd"
+
+
+def _text(spark: "SparkSession", path: Path, *, sep: str, names: list[str], header: bool = False,
+          what: str) -> "DataFrame":
+    """A delimited text file as string columns ``names``; refuses empty files and wrong separators."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    schema = StructType([StructField(n, StringType()) for n in names])
+    reader = spark.read.option("sep", sep).option("header", header).option("quote", "\u0000") \
+        .option("mode", "PERMISSIVE").option("encoding", "UTF-8")
+    if header and sep == "::":
+        raise ValueError("'::' files have no header")
+    df = reader.schema(schema).csv(str(path))
+    df = df.select([F.trim(F.col(n)).alias(n) if n != names[0] else F.col(n) for n in names])
+    head = df.limit(200).collect()
+    if not head:
+        raise ValueError(f"{path} has no rows: an empty file cannot be ingested ({what})")
+    if len(names) > 1 and all(all(r[n] is None for n in names[1:]) for r in head):
+        raise ValueError(f"{path}: no {sep!r} separator found in the first rows; expected {what}. "
+                         "Check the file's separator (or read it with the 'generic' format and sep=...)")
+    return df
+
+
+def _encoding_error(columns: list[str]) -> list["Column"]:
+    """Rows whose text held bytes that are not UTF-8 (Spark replaced them with U+FFFD)."""
+    from pyspark.sql import functions as F
+
+    return [F.when(F.instr(F.col(c), _FFFD) > 0, F.lit(f"{c}: bytes that are not UTF-8 (re-encode the file as UTF-8)"))
+            for c in columns]
+
+
+def _count(raw: "Column", name: str) -> tuple["Column", "Column"]:
+    """(play count as long, parse error) from a text column."""
+    from pyspark.sql import functions as F
+
+    value = F.trim(raw).try_cast("long")
+    error = F.when(raw.isNotNull() & value.isNull(),
+                   F.concat(F.lit(f"{name}: not an integer '"), raw, F.lit("'")))
+    return value, error
+
+
+def _timestamp(raw: "Column", name: str) -> tuple["Column", "Column"]:
+    from pyspark.sql import functions as F
+
+    value = _parse_timestamp(raw)
+    error = F.when(raw.isNotNull() & value.isNull(), F.concat(F.lit(f"{name}: unparseable '"), raw.cast("string"), F.lit("'")))
+    return value, error
+
+
+def _lastfm1k(spark: "SparkSession", path: Path) -> Loaded:
+    names = ["user_id", "ts", "artist_mbid", "artist_name", "track_mbid", "track_name"]
+    df = _with_row_numbers(_text(spark, path, sep="\t", names=names,
+                                 what="Last.fm 1K TSV: userid, timestamp, artist mbid, artist name, track mbid, track name"))
+    ts, ts_err = _timestamp(df["ts"], "timestamp")
+    out = _finish(df, timestamp=ts, play_count=None,
+                  errors=[ts_err, *_encoding_error(["user_id", "artist_name", "track_name"])])
+    return Loaded(out, True, "lastfm1k", str(path))
+
+
+def _find(path: Path, pattern: str, what: str) -> Path:
+    if path.is_file():
+        return path
+    found = sorted(path.glob(pattern))
+    if not found:
+        raise FileNotFoundError(f"{path} holds no {pattern}; expected {what}")
+    return found[0]
+
+
+def _hetrec(spark: "SparkSession", path: Path) -> Loaded:
+    from pyspark.sql import functions as F
+
+    plays_file = _find(path, "user_artists.dat", "HetRec's user_artists.dat (userID, artistID, weight)")
+    df = _with_row_numbers(_text(spark, plays_file, sep="\t", names=["user_id", "source_track_id", "weight"], header=True,
+                                 what="tab-separated userID, artistID, weight"))
+    artists_file = plays_file.parent / "artists.dat"
+    if artists_file.exists():
+        names = _text(spark, artists_file, sep="\t", names=["source_track_id", "artist_name", "url", "picture"],
+                      header=True, what="artists.dat: id, name, url, pictureURL").select("source_track_id", "artist_name")
+        df = df.join(F.broadcast(names.dropDuplicates(["source_track_id"])), "source_track_id", "left")
+    count, err = _count(df["weight"], "weight")
+    return Loaded(_finish(df, timestamp=None, play_count=count, errors=[err]), False, "hetrec", str(plays_file))
+
+
+def _audioscrobbler(spark: "SparkSession", path: Path, aliases: str | None) -> Loaded:
+    from pyspark.sql import functions as F
+
+    plays_file = _find(path, "user_artist_data*.txt", "user_artist_data*.txt (userid artistid playcount)")
+    df = _with_row_numbers(_text(spark, plays_file, sep=" ", names=["user_id", "artist_id", "plays"],
+                                 what="space-separated userid, artistid, playcount"))
+    alias_file = Path(aliases) if aliases else next(iter(sorted(plays_file.parent.glob("artist_alias*.txt"))), None)
+    stats: dict[str, Any] = {"aliases_applied": 0}
+    if alias_file is not None:
+        alias = _text(spark, _require(alias_file, "the alias table (badid<TAB>goodid)"), sep="\t",
+                      names=["artist_id", "good_id"], what="tab-separated badid, goodid")
+        alias = alias.where(F.col("good_id").isNotNull()).dropDuplicates(["artist_id"])
+        df = df.join(F.broadcast(alias), "artist_id", "left")
+        stats["aliases_applied"] = df.where(F.col("good_id").isNotNull()).count()
+        stats["alias_table"] = str(alias_file)
+        df = df.withColumn("artist_id", F.coalesce("good_id", "artist_id")).drop("good_id")
+    names_file = next(iter(sorted(plays_file.parent.glob("artist_data*.txt"))), None)
+    if names_file is not None:
+        names = _text(spark, names_file, sep="\t", names=["artist_id", "artist_name"], what="artistid<TAB>name")
+        df = df.join(F.broadcast(names.dropDuplicates(["artist_id"])), "artist_id", "left")
+    df = df.withColumnRenamed("artist_id", "source_track_id")
+    count, err = _count(df["plays"], "playcount")
+    return Loaded(_finish(df, timestamp=None, play_count=count, errors=[err]), False, "audioscrobbler",
+                  str(plays_file), stats)
+
+
+def _movielens(spark: "SparkSession", path: Path) -> Loaded:
+    """MovieLens ratings: every rating is one interaction (play_count 1; the rating value is not used)."""
+    names = ["user_id", "source_track_id", "rating", "ts"]
+    f = path
+    if path.is_dir():
+        f = next((path / n for n in ("ratings.csv", "ratings.dat", "u.data") if (path / n).exists()), None)
+        if f is None:
+            raise FileNotFoundError(f"{path} holds no ratings.csv, ratings.dat or u.data")
+    if f.suffix == ".csv":
+        df = _text(spark, f, sep=",", names=names, header=True, what="ratings.csv: userId,movieId,rating,timestamp")
+    elif f.suffix == ".dat":
+        df = _text(spark, f, sep="::", names=names, what="ratings.dat: UserID::MovieID::Rating::Timestamp")
+    else:
+        df = _text(spark, f, sep="\t", names=names, what="u.data: user<TAB>item<TAB>rating<TAB>timestamp")
+    df = _with_row_numbers(df)
+    ts, err = _timestamp(df["ts"], "timestamp")
+    return Loaded(_finish(df, timestamp=ts, play_count=None, errors=[err]), True, "movielens", str(f))
+
+
+_GENERIC_FIELDS = ("user_id", "track_mbid", "artist_name", "track_name", "source_track_id", "timestamp", "play_count")
+
+
+def _generic(spark: "SparkSession", path: Path, columns: Mapping[str, str] | None, sep: str | None) -> Loaded:
+    from pyspark.sql import functions as F
+
+    mapping = dict(columns or {})
+    unknown = set(mapping) - set(_GENERIC_FIELDS)
+    if unknown:
+        raise ValueError(f"columns mapping has unknown key(s) {sorted(unknown)}; allowed: {_GENERIC_FIELDS}")
+    mapping = {k: mapping.get(k, k) for k in _GENERIC_FIELDS}
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    if not files:
+        raise ValueError(f"{path} has no rows: the folder holds no data files")
+    if all(f.suffix == ".parquet" for f in files):
+        df = _read_parquet(spark, path, ())
+    else:
+        df = spark.read.option("header", True).option("sep", sep or ("\t" if files[0].suffix in (".tsv", ".tab") else ",")) \
+            .option("encoding", "UTF-8").csv(str(path))
+        if not df.limit(1).collect():
+            raise ValueError(f"{path} has no rows: an empty file cannot be ingested")
+        if len(df.columns) == 1 and len(_GENERIC_FIELDS) > 1:
+            raise ValueError(f"{path}: one column '{df.columns[0]}' only; the separator {sep or ','!r} is probably wrong "
+                             "(pass sep=, e.g. '\\t' or ';')")
+    present = set(df.columns)
+    if mapping["user_id"] not in present:
+        raise ValueError(f"{path} lacks the user column {mapping['user_id']!r}; found {sorted(present)}. "
+                         "Map it with columns={'user_id': '<your column>'}")
+    has_track = mapping["track_mbid"] in present or mapping["source_track_id"] in present or \
+        (mapping["artist_name"] in present and mapping["track_name"] in present)
+    if not has_track:
+        raise ValueError(f"{path} has no track column: need one of track_mbid, source_track_id or artist_name + "
+                         f"track_name (found {sorted(present)}); map yours with columns={{...}}")
+    df = _with_row_numbers(df)
+    renamed = df.select("source_row", *[F.col(f"`{src}`").alias(dst) for dst, src in mapping.items() if src in present])
+    errors = []
+    ts = None
+    has_ts = "timestamp" in renamed.columns
+    if has_ts:
+        kind = dict(renamed.dtypes)["timestamp"]
+        if kind.startswith("timestamp"):
+            ts = F.col("timestamp")
+        elif kind in ("int", "bigint", "double", "float"):
+            ts = F.timestamp_seconds(F.col("timestamp").cast("long"))
+        else:
+            ts, ts_err = _timestamp(F.col("timestamp"), "timestamp")
+            errors.append(ts_err)
+    count = None
+    if "play_count" in renamed.columns:
+        if dict(renamed.dtypes)["play_count"] == "string":
+            count, err = _count(F.col("play_count"), "play_count")
+            errors.append(err)
+        else:
+            count = F.col("play_count")
+            errors.append(F.when(F.col("play_count").isNotNull() & (F.col("play_count") != F.floor("play_count")),
+                                 F.concat(F.lit("play_count: not an integer '"), F.col("play_count").cast("string"), F.lit("'"))))
+    text_cols = [c for c in ("user_id", "artist_name", "track_name") if dict(renamed.dtypes).get(c) == "string"]
+    errors += _encoding_error(text_cols)
+    return Loaded(_finish(renamed, timestamp=ts, play_count=count, errors=errors), has_ts, "generic", str(path))
+
+
 def load(spark: "SparkSession", fmt: str, path: str | Path, *, tracks: str | None = None,
          aliases: str | None = None, columns: Mapping[str, str] | None = None, sep: str | None = None) -> Loaded:
-    """Read ``path`` in format ``fmt`` into the raw-listens schema."""
+    """Read ``path`` in format ``fmt`` into the raw-listens schema (see the module docstring)."""
     p = _require(Path(path), f"input for format {fmt!r}")
     if fmt == "listenbrainz":
         return _listenbrainz(spark, p, tracks)
-    raise ValueError(f"format {fmt!r} has no loader yet")
+    if fmt == "lastfm1k":
+        return _lastfm1k(spark, p)
+    if fmt == "hetrec":
+        return _hetrec(spark, p)
+    if fmt == "audioscrobbler":
+        return _audioscrobbler(spark, p, aliases)
+    if fmt == "movielens":
+        return _movielens(spark, p)
+    if fmt == "generic":
+        return _generic(spark, p, columns, sep)
+    raise ValueError(f"input_format {fmt!r} is not supported; choose one of listenbrainz, generic, lastfm1k, "
+                     "hetrec, audioscrobbler, movielens")
