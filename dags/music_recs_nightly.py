@@ -134,6 +134,8 @@ def music_recs_nightly():
     ingested = dedup_and_map(ctx, validated)
     splits = split(ctx, ingested)
     baselines = popularity_sweep(ctx, splits)
+    configs = als_configs(ctx, splits)
+    baselines >> configs  # the baselines are logged first, so every ALS child can be read against them
     als = SparkSubmitOperator.partial(
         task_id="als_sweep",
         conn_id="spark_default",
@@ -142,7 +144,7 @@ def music_recs_nightly():
         deploy_mode="client",
         map_index_template="{{ task.name }}",
         retries=1,
-    ).expand_kwargs(als_configs(ctx, splits))
+    ).expand_kwargs(configs)
     best = select_best(ctx)
     [baselines, als] >> best
     test = test_eval(ctx, best)

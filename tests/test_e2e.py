@@ -115,3 +115,75 @@ def test_champion_is_registered_and_answers_for_users(demo_run):
     assert mine["track"].str.match(r"^(mbid|name|src):").all()
     promotion = json.loads(next(home.glob("runs/*/promotion.json")).read_text())
     assert promotion["alias"] == "champion" and promotion["version"] == str(champion.version)
+
+
+def test_mlflow_models_serve_answers_like_the_in_process_model(demo_run):
+    """`mlflow models serve -m models:/music-recs@champion` on 127.0.0.1 gives the pyfunc's answer."""
+    import socket
+    import time
+    import urllib.request
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from pipeline import tracking
+
+    home, _ = demo_run
+    user = pd.read_parquet(next(home.glob("runs/*/bundle/users.parquet")))["user_id"].tolist()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/music-recs@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(0.5)
+        body = json.dumps({"dataframe_records": [{"user_id": user}], "params": {"k": 10}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        answer = json.load(urllib.request.urlopen(req, timeout=60))["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    local = mlflow.pyfunc.load_model("models:/music-recs@champion").predict(
+        pd.DataFrame({"user_id": [user]}), params={"k": 10})
+    assert [r["track"] for r in answer] == local["track"].tolist()
+    assert len(answer) == 10 and not any(r["fallback"] for r in answer)
+
+
+def test_recommend_cli_answers_from_the_champion(demo_run):
+    import pandas as pd
+
+    home, _ = demo_run
+    user = pd.read_parquet(next(home.glob("runs/*/bundle/users.parquet")))["user_id"].tolist()[2]
+    out = subprocess.run([str(BIN / "pipeline"), "recommend", "--user", user, "-k", "5"], capture_output=True, text=True,
+                         env={**os.environ}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count(user) == 5
+
+
+def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(demo_run):
+    import sqlite3
+
+    sys.path.insert(0, str(REPO / "plugins"))
+    import mlflow_links
+
+    from pipeline import tracking
+
+    home, _ = demo_run
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        rows = db.execute("select map_index, rendered_map_index, run_id from task_instance "
+                          "where task_id = 'als_sweep' order by map_index").fetchall()
+    assert [r[1] for r in rows] == ["rank=16 reg=0.1 alpha=0.5", "rank=16 reg=0.1 alpha=2"]
+    c = tracking.client()
+    exp = c.get_experiment_by_name("music-recs").experiment_id
+    for map_index, _, run_id in rows:
+        found = c.search_runs([exp], mlflow_links.search_filter("als_sweep", run_id, map_index))
+        assert len(found) == 1 and found[0].data.params["model"] == "als"
