@@ -1,0 +1,77 @@
+"""Indexes against exact search: tiny exact cases, recall on planted clusters, the selection rule, checksums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import ann
+
+
+def planted(n_items=3000, n_users=100, rank=16, clusters=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, rank))
+    items = centers[rng.integers(0, clusters, n_items)] + 0.3 * rng.normal(size=(n_items, rank))
+    items *= rng.lognormal(0, 0.3, size=(n_items, 1))  # norms differ: inner product, not cosine
+    users = centers[rng.integers(0, clusters, n_users)] + 0.3 * rng.normal(size=(n_users, rank))
+    return items.astype(np.float32), users.astype(np.float32)
+
+
+def test_exact_query_ranks_by_inner_product_with_ties_by_index():
+    items = np.array([[1, 0, 0], [0, 1, 0], [2, 0, 0], [1, 0, 0]], dtype=np.float32)
+    assert ann.exact_query(items, np.array([1, 0, 0]), 3).tolist() == [2, 0, 3]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    items, users = planted()
+    choice = ann.tune(items, users, k=20, recall_target=0.9, out_dir=tmp_path_factory.mktemp("tune"),
+                      annoy_trees=(10,), hnsw_ef=(20, 100))
+    return items, users, choice
+
+
+def test_every_kind_is_measured_and_exact_has_recall_one(tuned):
+    _, _, choice = tuned
+    kinds = {r["kind"] for r in choice.table}
+    assert kinds == set(ann.KINDS)
+    assert all(r["recall"] == 1.0 for r in choice.table if r["kind"] == "exact")
+    assert max(r["recall"] for r in choice.table if r["kind"] == "hnsw_ip") >= 0.95
+    for r in choice.table:
+        assert r["p99_ms"] >= r["p50_ms"] > 0 and r["bytes"] > 0
+
+
+def test_the_cheapest_setting_meeting_the_target_wins_else_exact():
+    table = [
+        {"kind": "exact", "params": {}, "recall": 1.0, "p50_ms": 2.0, "p99_ms": 3.0},
+        {"kind": "hnsw_ip", "params": {"ef": 50}, "recall": 0.93, "p50_ms": 0.05, "p99_ms": 0.1},
+        {"kind": "hnsw_ip", "params": {"ef": 100}, "recall": 0.97, "p50_ms": 0.09, "p99_ms": 0.2},
+        {"kind": "annoy_dot", "params": {}, "recall": 0.96, "p50_ms": 4.0, "p99_ms": 6.0},
+    ]
+    assert ann.choose(table, 0.95)["params"] == {"ef": 100}
+    assert ann.choose(table, 0.99)["kind"] == "exact"
+    assert ann.choose(table, 0.9)["params"] == {"ef": 50}
+
+
+def test_save_load_round_trip_and_checksum(tuned, tmp_path):
+    items, users, choice = tuned
+    path = ann.save_index(choice, items, tmp_path / "index")
+    index = ann.load_index(path)
+    assert index.kind == choice.kind
+    got = index.query(users[0], 20)
+    assert len(got) == 20 and len(set(got.tolist())) == 20
+    meta = (path / "index.json").read_text()
+    target = path / ("item_factors.npy" if choice.kind == "exact" else ann._FILES[choice.kind])
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt: sha256"):
+        ann.load_index(path)
+    assert "sha256" in meta
+
+
+def test_annoy_angular_on_augmented_vectors_finds_inner_product_neighbours(tmp_path):
+    items = np.array([[1, 0], [0, 1], [3, 0], [0, 0.5]], dtype=np.float32)
+    choice = ann.tune(items, np.array([[1, 0.1]], dtype=np.float32), k=2, recall_target=0.5, out_dir=tmp_path,
+                      kinds=("exact", "annoy_angular_aug"), annoy_trees=(5,))
+    rows = [r for r in choice.table if r["kind"] == "annoy_angular_aug"]
+    assert max(r["recall"] for r in rows) == 1.0

@@ -1,0 +1,91 @@
+"""Promotion in the MLflow registry: a worse candidate gets `challenger`, the champion stays, and the
+parent run says why; a failing configuration is marked FAILED while the others go on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import stages, tracking
+from pipeline.serving import MODEL_NAME
+from pipeline.sweep import SplitData, leaderboard, run_config, select_best
+from pipeline.config import EvalConfig
+
+pytestmark = pytest.mark.spark
+
+
+def run_pipeline(run_id: str, params: dict) -> dict:
+    ctx = stages.start(params, dag_id="music_recs_nightly", dag_run_id=run_id)
+    validated = stages.validate(ctx, params)
+    ingested = stages.dedup(ctx, validated)
+    stages.split(ctx, ingested, params)
+    stages.popularity(ctx, params)
+    for cfg in stages.als_grid_from(params):
+        stages.als_local(ctx, params, cfg.params())
+    best = stages.select(ctx, params)
+    test = stages.test_eval(ctx, best, params)
+    index = stages.build_index(ctx, best, params)
+    return {"ctx": ctx, "best": best, "promotion": stages.promote(ctx, best, test, index, params)}
+
+
+@pytest.fixture(scope="module")
+def home(spark, tmp_path_factory):
+    import os
+
+    from pipeline import synth
+
+    home = tmp_path_factory.mktemp("home")
+    old = {k: os.environ.get(k) for k in ("PIPELINE_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["PIPELINE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    synth.generate(home / "data" / "demo", n_listens=15_000, seed=11)
+    yield home
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(home):
+    good = {"engine": "implicit", "ranks": [16], "reg_params": [0.1], "alphas": [1.0], "max_iters": [8],
+            "betas": [100]}
+    first = run_pipeline("run-good", good)
+    assert first["promotion"]["alias"] == "champion"
+    # the second run offers only a crippled ALS (rank 1, one iteration): worse than the incumbent on the same test set
+    worse = {**good, "ranks": [1], "max_iters": [1], "alphas": [0.01]}
+    second = run_pipeline("run-worse", worse)
+    p = second["promotion"]
+    assert p["alias"] == "challenger", p
+    assert p["incumbent_version"] == first["promotion"]["version"]
+    assert p["incumbent_test_map_at_100"] > p["candidate_test_map_at_100"]
+    c = tracking.client()
+    assert str(c.get_model_version_by_alias(MODEL_NAME, "champion").version) == first["promotion"]["version"]
+    assert str(c.get_model_version_by_alias(MODEL_NAME, "challenger").version) == p["version"]
+    tag = c.get_run(second["ctx"]["parent_run_id"]).data.tags["pipeline.promotion"]
+    assert "challenger" in tag and "<" in tag
+    # a retried promote task registers nothing new
+    again = stages.promote(second["ctx"], second["best"], json.loads(
+        (Path(second["ctx"]["run_dir"]) / "test" / "metrics.json").read_text()),
+        {"bundle_dir": str(Path(second["ctx"]["run_dir"]) / "bundle"), "index": None}, worse)
+    assert again["version"] == p["version"]
+
+
+def test_a_failed_configuration_is_marked_failed_and_the_sweep_goes_on(home):
+    ctx = json.loads(next((home / "runs").glob("run-good/context.json")).read_text())
+    data = SplitData(Path(ctx["run_dir"]) / "split")
+
+    def broken():
+        raise RuntimeError("out of memory (simulated)")
+
+    with pytest.raises(RuntimeError):
+        run_config(key="als-broken", label="broken", params={"model": "als"}, out_dir=Path(ctx["run_dir"]) / "sweep",
+                   data=data, eval_cfg=EvalConfig(), fit=broken, parent_run_id=ctx["parent_run_id"])
+    kids = {r.data.tags["pipeline.config_key"]: r for r in tracking.children(ctx["parent_run_id"])}
+    assert kids["als-broken"].info.status == "FAILED"
+    assert "out of memory" in kids["als-broken"].data.tags["pipeline.error"]
+    board = leaderboard([Path(ctx["run_dir"]) / "popularity", Path(ctx["run_dir"]) / "sweep"], 100)
+    assert board[-1]["key"] == "als-broken" and board[-1]["status"] == "failed"
+    assert select_best(board, 100)["status"] == "ok"

@@ -1,0 +1,69 @@
+"""Validation end to end on a messy file: bad rows are quarantined with a reason, counts reconcile,
+and a batch with too many bad rows stops the run, naming the failed expectations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from pipeline import ingest
+from pipeline.config import IngestConfig
+from pipeline.validate import ValidationFailed
+
+pytestmark = pytest.mark.spark
+
+AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+MAPPING = {"user_id": "user", "artist_name": "artist", "track_name": "title", "timestamp": "ts", "play_count": "n"}
+
+
+def messy_csv(path, n_good=200):
+    good = [f"u{i % 7},Artist {i % 5},Song {i % 11},2024-03-{1 + i % 28:02d}T10:00:00Z,1" for i in range(n_good)]
+    bad = [
+        ",Artist,Song,2024-03-01T10:00:00Z,1",          # null user
+        "u1,Artist,Song,2024-03-01T10:00:00Z,0",        # zero count
+        "u1,Artist,Song,2024-03-01T10:00:00Z,-2",       # negative count
+        "u1,Artist,Song,2024-03-01T10:00:00Z,lots",     # non-numeric count
+        "u1,Artist,Song,2031-01-01T00:00:00Z,1",        # in the future
+        "u1,Artist,Song,1990-01-01T00:00:00Z,1",        # implausibly old
+        "u1,Artist,Song,not a date,1",                  # unparseable
+        "u2,,,2024-03-01T10:00:00Z,1",                  # no track at all
+    ]
+    dup = good[:3]                                      # exact duplicates
+    path.write_text("user,artist,title,ts,n\n" + "\n".join(good + bad + dup) + "\n")
+    return len(good) + len(bad) + len(dup), len(bad), len(dup)
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(spark, tmp_path):
+    total, n_bad, n_dup = messy_csv(tmp_path / "listens.csv")
+    cfg = IngestConfig(input_path=str(tmp_path / "listens.csv"), input_format="generic", columns=MAPPING,
+                       max_quarantine_share=0.05)
+    s = ingest.ingest(cfg, tmp_path / "out", idmap_root=tmp_path / "idmap", spark=spark, as_of=AS_OF)
+    assert s["rows_in"] == total == s["rows_out"] + s["duplicates"] + s["quarantined"]
+    assert s["quarantined"] == n_bad and s["duplicates"] >= n_dup
+    reasons = s["quarantined_by_reason"]
+    assert reasons["user_id: null or blank"] == 1
+    assert reasons["play_count: must be an integer >= 1"] == 2
+    assert reasons["play_count: not an integer 'lots'"] == 1
+    assert any(r.startswith("timestamp: in the future") for r in reasons)
+    assert any(r.startswith("timestamp: before") for r in reasons)
+    assert reasons["timestamp: unparseable 'not a date'"] == 1
+    q = pd.read_parquet(tmp_path / "out" / "quarantine")
+    assert len(q) == n_bad and q["reason"].notna().all() and set(q["source_row"]) >= {200}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["quarantined"] == n_bad
+
+
+def test_a_batch_over_the_threshold_fails_listing_the_expectations(spark, tmp_path):
+    messy_csv(tmp_path / "listens.csv", n_good=20)
+    cfg = IngestConfig(input_path=str(tmp_path / "listens.csv"), input_format="generic", columns=MAPPING)
+    with pytest.raises(ValidationFailed) as err:
+        ingest.validate_stage(cfg, tmp_path / "out", spark=spark, as_of=AS_OF)
+    message = str(err.value)
+    assert "expect_column_values_to_be_between(play_count)" in message
+    assert "expect_column_values_to_not_be_null(user_id)" in message
+    assert "max_quarantine_share" in message
+    # nothing is lost even when the run stops: the quarantine and the report are written
+    assert len(pd.read_parquet(tmp_path / "out" / "quarantine")) == 8
+    assert (tmp_path / "out" / "validation.json").exists()
