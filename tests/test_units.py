@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,17 @@ def test_popularity_scores_follow_the_definitions_and_break_ties_by_track_id():
     # exclude_seen drops a user's own tracks from their list only
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
     assert tied.recommend(np.array([0, 1]), 2, exclude=seen).tolist() == [[2, 0], [1, 2]]
+
+
+def test_input_paths_must_stay_under_the_data_roots(monkeypatch, tmp_path):
+    from pipeline.stages import resolve_input
+
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    monkeypatch.delenv("PIPELINE_DATA_ROOTS", raising=False)
+    assert resolve_input("data/demo") == (tmp_path / "data" / "demo").resolve()
+    with pytest.raises(ValueError, match="outside the data roots"):
+        resolve_input("data/../../etc/passwd")
+    with pytest.raises(ValueError, match="PIPELINE_DATA_ROOTS"):
+        resolve_input("/etc")
+    monkeypatch.setenv("PIPELINE_DATA_ROOTS", f"/srv/listens:{tmp_path}/data")
+    assert resolve_input("/srv/listens/2026-11-01") == Path("/srv/listens/2026-11-01").resolve()

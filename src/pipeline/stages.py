@@ -56,10 +56,26 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
 
 
+def data_roots() -> list[Path]:
+    """Folders a DAG param may point into: ``$PIPELINE_DATA_ROOTS`` (``:``-separated) or ``<home>/data``."""
+    raw = os.environ.get("PIPELINE_DATA_ROOTS")
+    roots = [Path(r) for r in raw.split(os.pathsep) if r] if raw else [pipeline_home() / "data"]
+    return [r.expanduser().resolve() for r in roots]
+
+
 def resolve_input(path: str) -> Path:
-    """An input path as given, or relative to the pipeline home (``data/demo``)."""
+    """An input path (absolute, or relative to the pipeline home), which must lie under a data root.
+
+    A param typed into the UI is untrusted: ``../../etc`` or a path outside the configured
+    roots is refused with the roots it may use.
+    """
     p = Path(path).expanduser()
-    return p if p.is_absolute() else pipeline_home() / p
+    p = (p if p.is_absolute() else pipeline_home() / p).resolve()
+    roots = data_roots()
+    if not any(p == r or r in p.parents for r in roots):
+        raise ValueError(f"input_path {p} is outside the data roots {[str(r) for r in roots]}; move the data under "
+                         "one of them or add its folder to PIPELINE_DATA_ROOTS (separated by ':')")
+    return p
 
 
 def fingerprint(path: Path) -> str:
