@@ -43,7 +43,7 @@ def main() -> None:
         with measure() as tuning:
             choice = ann.tune(items, queries, k=100, recall_target=0.95, out_dir=Path(tmp) / "tune",
                               annoy_trees=(50,), annoy_search_k=(50_000, 200_000, 500_000),
-                              hnsw_M=(16,), hnsw_ef=(100, 200, 400, 800))
+                              hnsw_M=(16, 32), hnsw_ef=(100, 200, 400))
     print(f"\n{items.shape[0]:,} tracks x rank {a.rank} (implicit ALS fit {fit.seconds:.0f} s on {train.nnz:,} "
           f"user-track pairs); {a.queries} query users; top-100; tuning took {tuning.seconds:.0f} s, "
           f"peak {tuning.peak_mb:,.0f} MB; {os.cpu_count()} cores\n")

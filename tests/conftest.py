@@ -45,3 +45,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent: the real datasets live beside the repository, never in it")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_split(spark, tmp_path_factory) -> Path:
+    """A 20k-listen synthetic log, ingested and split (temporal_user with a test window): ``<tmp>/split``."""
+    from pipeline import ingest, split, synth
+    from pipeline.config import IngestConfig, SplitConfig
+
+    tmp = tmp_path_factory.mktemp("small")
+    synth.generate(tmp / "raw", n_listens=20_000, seed=3)
+    s = ingest.ingest(IngestConfig(input_path=str(tmp / "raw")), tmp / "ingest", idmap_root=tmp / "idmap", spark=spark)
+    split.split(tmp / "ingest" / "listens", tmp / "split", SplitConfig(), has_timestamps=True, spark=spark,
+                shape=(s["n_users_mapped"], s["n_tracks_mapped"]), idmap_version=s["idmap_version"])
+    return tmp
