@@ -42,7 +42,7 @@ def normalize_name(text: str | None) -> str | None:
 
 
 def track_key(mbid: str | None, artist: str | None, track: str | None, source_id: str | None) -> str | None:
-    """The canonical track key of one listen (pure-Python twin of :func:`_track_key_column`)."""
+    """The canonical track key of one listen (the pure-Python twin of :func:`_with_track_key`)."""
     if mbid and mbid.strip():
         return "mbid:" + mbid.strip().lower()
     a, t = normalize_name(artist), normalize_name(track)

@@ -24,10 +24,11 @@ def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int) -> str:
     ]
     for i, r in enumerate(board, 1):
         m = r.get("metrics") or {}
-        cell = lambda name: f"{m[name]:.5f}" if name in m else "-"  # noqa: E731
+        cells = [f"{m[name]:.5f}" if name in m else "-" for name in
+                 (f"val_precision_at_{k}", f"val_map_at_{k}", f"val_ndcg_at_{k}")]
         lines.append(
-            f"| {i} | {r['params'].get('model')} | {_params_text(r['params'])} | {cell(f'val_precision_at_{k}')} | "
-            f"{cell(f'val_map_at_{k}')} | {cell(f'val_ndcg_at_{k}')} | {r.get('fit_seconds', '-')} | {r['status']} |"
+            f"| {i} | {r['params'].get('model')} | {_params_text(r['params'])} | {' | '.join(cells)} | "
+            f"{r.get('fit_seconds', '-')} | {r['status']} |"
         )
     return "\n".join(lines)
 

@@ -86,8 +86,8 @@ def quarantine_reason(has_timestamps: bool, b: Bounds) -> "Column":
             (ts < lo, F.lit(f"timestamp: before {b.min_timestamp.isoformat()}")),
             (ts > hi, F.lit(f"timestamp: in the future (after {b.max_timestamp.isoformat()})")),
         ]
-    expr = F
-    for cond, reason in rules:
+    expr = F.when(*rules[0])
+    for cond, reason in rules[1:]:
         expr = expr.when(cond, reason)
     return expr.otherwise(F.lit(None).cast("string"))
 

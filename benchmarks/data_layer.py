@@ -2,7 +2,7 @@
 and the temporal_user split on Spark local[2], beside a single-process pyarrow/pandas reference doing the
 same steps, measured in the same run.
 
-    .venv/bin/python benchmarks/pipeline.py [--listens 1000000] [--listens 10000000 ...]
+    .venv/bin/python benchmarks/data_layer.py [--listens 1000000] [--listens 10000000 ...]
 """
 
 from __future__ import annotations
