@@ -75,3 +75,19 @@ def test_annoy_angular_on_augmented_vectors_finds_inner_product_neighbours(tmp_p
                       kinds=("exact", "annoy_angular_aug"), annoy_trees=(5,))
     rows = [r for r in choice.table if r["kind"] == "annoy_angular_aug"]
     assert max(r["recall"] for r in rows) == 1.0
+
+
+def test_tuning_reports_ranking_metrics_through_each_index(tmp_path):
+    import scipy.sparse as sp
+
+    items, users = planted(n_items=2000, n_users=50)
+    exact_top = ann.exact_query  # the held-out "relevant" tracks: each user's exact top-5, so exact scores P@10 = 0.5
+    rows = [u for u in range(50) for _ in range(5)]
+    cols = [i for u in range(50) for i in exact_top(items, users[u], 5)]
+    relevant = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(50, 2000))
+    choice = ann.tune(items, users, k=10, recall_target=0.9, out_dir=tmp_path, kinds=("exact", "hnsw_ip"),
+                      hnsw_ef=(10, 100), relevant=relevant)
+    exact = next(r for r in choice.table if r["kind"] == "exact")
+    assert exact["precision"] == pytest.approx(0.5) and exact["map"] == pytest.approx(1.0)
+    for r in choice.table:
+        assert 0 <= r["map"] <= exact["map"] and {"precision", "ndcg"} <= set(r)

@@ -107,3 +107,17 @@ def test_fitting_twice_gives_the_same_rankings_and_save_load_round_trips(fitted,
     np.testing.assert_array_equal(model.recommend(users, 5), again.recommend(users, 5))
     loaded = models.load(model.save(tmp_path / "model"))
     np.testing.assert_array_equal(loaded.recommend(users, 5), model.recommend(users, 5))
+
+
+@pytest.mark.spark
+def test_distributed_top_k_equals_the_local_one(spark):
+    from pipeline.distributed import recommend_distributed
+
+    train = checkerboard()
+    model = fit_implicit(train, None, None)
+    model.item_mask[3] = False  # a track outside the train catalogue is never recommended
+    users = np.arange(N_USERS)
+    for exclude in (None, train):
+        local = model.recommend(users, 7, exclude=exclude)
+        np.testing.assert_array_equal(recommend_distributed(spark, model, users, 7, exclude=exclude, block_users=6), local)
+        assert not (local == 3).any()

@@ -98,17 +98,21 @@ def _build(kind: str, items: np.ndarray, params: dict[str, Any], path: Path) -> 
     return Index(kind, dict(params), impl), built
 
 
-def _measure(index: Index, items: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> dict[str, float]:
-    """Latency percentiles and recall@k against exact search.
+def _measure(index: Index, items: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
+             relevant: Any = None) -> dict[str, float]:
+    """Latency percentiles and recall@k against exact search; P/MAP/NDCG@k when ``relevant`` is given.
 
     A returned item counts as found when its score is at least the exact K-th best score: items
     tied at the cut are equally right (factors of tracks with one listener often coincide).
+    ``relevant`` (CSR, one row per query) holds the query users' held-out tracks.
     """
     times, recalls = [], []
-    for q, t in zip(queries, truth):
+    recs = np.full((len(queries), k), -1, dtype=np.int64)
+    for row, (q, t) in enumerate(zip(queries, truth)):
         t0 = time.perf_counter()
         got = index.query(q, k)
         times.append((time.perf_counter() - t0) * 1000)
+        recs[row, : min(k, len(got))] = got[:k]
         want = t[t >= 0]
         if want.size == 0:
             recalls.append(1.0)
@@ -117,8 +121,14 @@ def _measure(index: Index, items: np.ndarray, queries: np.ndarray, truth: np.nda
         got = np.unique(got[(got >= 0) & (got < len(items))])
         found = int(np.sum(items[got] @ q >= kth - 1e-6 * max(1.0, abs(kth))))
         recalls.append(min(found, want.size) / want.size)
-    return {"recall": float(np.mean(recalls)), "p50_ms": float(np.percentile(times, 50)),
-            "p99_ms": float(np.percentile(times, 99))}
+    out = {"recall": float(np.mean(recalls)), "p50_ms": float(np.percentile(times, 50)),
+           "p99_ms": float(np.percentile(times, 99))}
+    if relevant is not None:
+        from pipeline.metrics import ranking_metrics
+
+        m = ranking_metrics(recs, relevant, k)
+        out.update({name: m[f"{name}_at_{k}"] for name in ("precision", "map", "ndcg")})
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,13 @@ def tune(
     item_factors: np.ndarray, queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
     out_dir: Path, annoy_trees: tuple[int, ...] = (10, 50), annoy_search_k: tuple[int, ...] | None = None,
     hnsw_M: tuple[int, ...] = (16,), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400),
-    kinds: tuple[str, ...] = KINDS,
+    kinds: tuple[str, ...] = KINDS, relevant: Any = None,
 ) -> IndexChoice:
-    """Build every kind and setting, measure each against exact top-``k`` on ``queries``."""
+    """Build every kind and setting, measure each against exact top-``k`` on ``queries``.
+
+    With ``relevant`` (CSR, one row of held-out tracks per query user) each row also reports
+    P/MAP/NDCG@k through the index, to read beside the exact row's.
+    """
     from pipeline.topk import topk
 
     items = np.ascontiguousarray(item_factors, dtype=np.float32)
@@ -164,7 +178,7 @@ def tune(
     files: dict[str, str] = {}
     if "exact" in kinds:
         row = {"kind": "exact", "params": {}, "build_s": 0.0, "bytes": int(items.nbytes),
-               **_measure(Index("exact", {}, None, items), items, queries, truth, k)}
+               **_measure(Index("exact", {}, None, items), items, queries, truth, k, relevant)}
         table.append(row)
     for kind in ("annoy_dot", "annoy_angular_aug"):
         if kind not in kinds:
@@ -176,7 +190,7 @@ def tune(
                 index.params["search_k"] = sk
                 params = {"n_trees": trees, "search_k": sk}
                 table.append({"kind": kind, "params": params, "build_s": built, "bytes": path.stat().st_size,
-                              **_measure(index, items, queries, truth, k)})
+                              **_measure(index, items, queries, truth, k, relevant)})
                 files[_key(kind, params)] = str(path)
             index.impl.unload()
     if "hnsw_ip" in kinds:
@@ -187,7 +201,7 @@ def tune(
                 index.params["ef"] = ef
                 params = {"M": m, "ef_construction": 200, "ef": ef}
                 table.append({"kind": "hnsw_ip", "params": params, "build_s": built, "bytes": path.stat().st_size,
-                              **_measure(index, items, queries, truth, k)})
+                              **_measure(index, items, queries, truth, k, relevant)})
                 files[_key("hnsw_ip", params)] = str(path)
     exact_p50 = next((r["p50_ms"] for r in table if r["kind"] == "exact"), None)
     for r in table:

@@ -56,20 +56,27 @@ class SplitData:
         return read_matrix(Path(self.split_dir) / which, self.shape)
 
 
-def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig) -> dict[str, float]:
+def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
     """Metrics of ``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
 
     Users with evaluation rows but no train history cannot be ranked by a factor model; they
-    are left out for every model alike and counted in ``n_cold_users``.
+    are left out for every model alike and counted in ``n_cold_users``. When ``spark`` runs on a
+    cluster, a factor model's top-K is computed on the executors.
     """
+    from pipeline.distributed import is_cluster, recommend_distributed
     from pipeline.metrics import ranking_metrics
+    from pipeline.models import FactorModel
 
     train, truth = data.train, data.truth(which)
     has_train = np.diff(train.indptr) > 0
     has_truth = np.diff(truth.indptr) > 0
     users = np.flatnonzero(has_train & has_truth)
     catalogue = int((np.diff(train.tocsc().indptr) > 0).sum())
-    recs = model.recommend(users, cfg.k, exclude=train if cfg.exclude_seen else None)
+    exclude = train if cfg.exclude_seen else None
+    if isinstance(model, FactorModel) and is_cluster(spark):
+        recs = recommend_distributed(spark, model, users, cfg.k, exclude=exclude)
+    else:
+        recs = model.recommend(users, cfg.k, exclude=exclude)
     metrics = ranking_metrics(recs, truth[users], cfg.k, n_items=catalogue)
     metrics["n_cold_users"] = int((has_truth & ~has_train).sum())
     return metrics
@@ -78,6 +85,7 @@ def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig) -
 def run_config(
     *, key: str, label: str, params: Mapping[str, Any], out_dir: Path, data: SplitData, eval_cfg: EvalConfig,
     fit: Callable[[], Recommender], parent_run_id: str | None, tags: Mapping[str, str] | None = None,
+    spark: Any = None,
 ) -> dict[str, Any]:
     """Fit with ``fit()``, evaluate on validation, save the model, log a child run; never half-written."""
     out = Path(out_dir) / key
@@ -91,7 +99,7 @@ def run_config(
         t0 = time.perf_counter()
         model = fit()
         t1 = time.perf_counter()
-        metrics = evaluate(model, data, "val", eval_cfg)
+        metrics = evaluate(model, data, "val", eval_cfg, spark=spark)
         t2 = time.perf_counter()
         model.save(out / "model")
     except Exception as exc:
@@ -154,7 +162,7 @@ def als_config_run(
 
         fit = lambda: als_implicit.fit(data.train, cfg)  # noqa: E731
     return run_config(key=cfg.key, label=cfg.label, params=cfg.params(), out_dir=out_dir, data=data,
-                      eval_cfg=eval_cfg, fit=fit, parent_run_id=parent_run_id, tags=tags)
+                      eval_cfg=eval_cfg, fit=fit, parent_run_id=parent_run_id, tags=tags, spark=spark)
 
 
 def leaderboard(result_dirs: Sequence[Path], k: int) -> list[dict[str, Any]]:
