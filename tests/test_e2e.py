@@ -82,6 +82,10 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     best = max(kids, key=lambda r: r.data.metrics["val_map_at_100"])
     assert winners[0].info.run_id == best.info.run_id
     assert "test_map_at_100" in parent.data.metrics and "test_ndcg_at_100" in parent.data.metrics
+    logged = {a.path for folder in ("validation", "validation/data_docs", "leaderboard", "split", "index")
+              for a in c.list_artifacts(parent.info.run_id, folder)}
+    assert {"validation/data_docs/validation.html", "leaderboard/leaderboard.md", "leaderboard/map_vs_alpha.png",
+            "leaderboard/map_vs_beta.png", "split/stats.md", "index/tradeoffs.png"} <= logged, logged
 
 
 def test_als_beats_popularity_on_the_planted_structure(demo_run):

@@ -159,7 +159,7 @@ def choose(table: list[dict[str, Any]], recall_target: float) -> dict[str, Any]:
 def tune(
     item_factors: np.ndarray, queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
     out_dir: Path, annoy_trees: tuple[int, ...] = (10, 50), annoy_search_k: tuple[int, ...] | None = None,
-    hnsw_M: tuple[int, ...] = (16,), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400),
+    hnsw_M: tuple[int, ...] = (16, 32), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400),
     kinds: tuple[str, ...] = KINDS, relevant: Any = None,
 ) -> IndexChoice:
     """Build every kind and setting, measure each against exact top-``k`` on ``queries``.
