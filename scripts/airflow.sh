@@ -21,9 +21,10 @@ case "${1:-status}" in
     mkdir -p "$AIRFLOW_HOME"
     airflow db migrate >"$STATE/airflow-db-migrate.log" 2>&1
     start_bg airflow-api-server airflow api-server --host "$BIND_HOST" --port "$PORT"
-    start_bg airflow-scheduler airflow scheduler
+    # --skip-serve-logs: the log server binds every interface; on one machine the UI reads the log files itself
+    start_bg airflow-scheduler airflow scheduler --skip-serve-logs
     start_bg airflow-dag-processor airflow dag-processor
-    start_bg airflow-triggerer airflow triggerer
+    start_bg airflow-triggerer airflow triggerer --skip-serve-logs
     wait_http "http://$BIND_HOST:$PORT/api/v2/monitor/health" 180
     echo "Airflow UI at http://$BIND_HOST:$PORT (user ${AIRFLOW_ADMIN_USER:-admin}; password in" \
       "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
