@@ -70,10 +70,12 @@ def _numbers(default: list, kind: str, description: str) -> Param:
 )
 def music_recs_nightly():
     @task
-    def start(params=None, dag=None, run_id=None) -> dict:
+    def start(params=None, dag=None, run_id=None, logical_date=None) -> dict:
         from pipeline import stages
 
-        return stages.start(params, dag_id=dag.dag_id, dag_run_id=run_id)
+        # outputs and MLflow runs are keyed by the logical date, so re-running a date reuses them
+        key = logical_date.isoformat() if logical_date else run_id
+        return stages.start(params, dag_id=dag.dag_id, dag_run_id=run_id, run_key=key)
 
     @task
     def validate(ctx: dict, params=None, dag_run=None) -> dict:

@@ -191,3 +191,39 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     for map_index, _, run_id in rows:
         found = c.search_runs([exp], mlflow_links.search_filter("als_sweep", run_id, map_index))
         assert len(found) == 1 and found[0].data.params["model"] == "als"
+
+
+def test_rerunning_the_same_logical_date_gives_the_same_outputs_and_no_duplicates(demo_run):
+    """`airflow dags test` on the same logical date re-runs the same DAG run: same leaderboard, no new
+    child runs, no new model version."""
+    import sqlite3
+
+    from pipeline import tracking
+
+    home, _ = demo_run
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        run_id, logical_date = db.execute("select run_id, logical_date from dag_run").fetchone()
+    run_dir = next(home.glob("runs/*/select"))
+    before = json.loads((run_dir / "leaderboard.json").read_text())
+    c = tracking.client()
+    exp = c.get_experiment_by_name("music-recs").experiment_id
+    runs_before = len(c.search_runs([exp], "", max_results=1000))
+    versions_before = len(c.search_model_versions("name = 'music-recs'"))
+    env = {**os.environ, "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SPARK_DRIVER_MEMORY": "2g"}
+    conf = {**CONF, "input_path": str(home / "data" / "demo")}
+    out = subprocess.run([str(BIN / "airflow"), "dags", "test", "music_recs_nightly", str(logical_date), "-c",
+                          json.dumps(conf)], env=env, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        rows = db.execute("select run_id, logical_date, state from dag_run").fetchall()
+    assert len(rows) == 1 and rows[0][1] == logical_date and rows[0][2] == "success"
+    parent = c.search_runs([exp], "tags.`pipeline.role` = 'parent'")
+    assert len(parent) == 1 and parent[0].data.tags["airflow.dag_run_id"] == rows[0][0]  # re-tagged: links still work
+    del run_id
+    after = json.loads((run_dir / "leaderboard.json").read_text())
+    assert [(r["key"], r["metrics"]) for r in after] == [(r["key"], r["metrics"]) for r in before]
+    assert len(c.search_runs([exp], "", max_results=1000)) == runs_before
+    assert len(c.search_model_versions("name = 'music-recs'")) == versions_before

@@ -205,7 +205,8 @@ def promote_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping
     parent = ctx["parent_run_id"]
     metric = f"test_map_at_{cfg.k}"
     candidate = float(test["metrics"][metric])
-    existing = c.search_model_versions(f"name = '{MODEL_NAME}' and tags.`airflow.dag_run_id` = '{ctx['dag_run_id']}'")
+    run_key = ctx.get("run_key", ctx["dag_run_id"])
+    existing = c.search_model_versions(f"name = '{MODEL_NAME}' and tags.`pipeline.run_key` = '{run_key}'")
     if existing:
         version = existing[0]
     else:
@@ -219,7 +220,7 @@ def promote_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping
                 metadata={"idmap_version": bundle.meta["idmap_version"], "config_key": best["key"]},
             )
         version = mlflow.register_model(info.model_uri, MODEL_NAME, tags={
-            "airflow.dag_run_id": ctx["dag_run_id"], "pipeline.config_key": best["key"],
+            "airflow.dag_run_id": ctx["dag_run_id"], "pipeline.run_key": run_key, "pipeline.config_key": best["key"],
             metric: str(candidate), "pipeline.index_kind": str((index.get("index") or {}).get("kind", "none")),
         })
     try:

@@ -92,22 +92,27 @@ def _eval_cfg(p: Mapping[str, Any]) -> EvalConfig:
     return EvalConfig(k=int(p["k"]), exclude_seen=bool(p["exclude_seen"]))
 
 
-def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str) -> dict[str, Any]:
-    """Create (or find) the run folder and the MLflow parent run; return the run context."""
+def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str, run_key: str | None = None) -> dict[str, Any]:
+    """Create (or find) the run folder and the MLflow parent run; return the run context.
+
+    ``run_key`` (the DAG run's logical date; default its run id) names both, so running the
+    same logical date again rewrites the same outputs and reuses the same MLflow runs.
+    """
     p = _params(params)
     src = resolve_input(p["input_path"])
     if not src.exists():
         raise FileNotFoundError(f"input_path {src} does not exist; point the 'input_path' param at your listens")
-    rdir = run_dir(dag_run_id)
+    run_key = run_key or dag_run_id
+    rdir = run_dir(run_key)
     rdir.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(src)
     parent = tracking.parent_run(
-        dag_id=dag_id, dag_run_id=dag_run_id,
+        dag_id=dag_id, dag_run_id=dag_run_id, run_key=run_key,
         tags={"pipeline.input_fingerprint": fp, "pipeline.input_path": str(src),
               "pipeline.protocol": "exclude_seen" if p["exclude_seen"] else "keep_seen"},
         params={k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.items()},
     )
-    ctx = {"run_dir": str(rdir), "parent_run_id": parent, "dag_id": dag_id, "dag_run_id": dag_run_id,
+    ctx = {"run_dir": str(rdir), "parent_run_id": parent, "dag_id": dag_id, "dag_run_id": dag_run_id, "run_key": run_key,
            "input_path": str(src), "fingerprint": fp, "idmap_root": str(pipeline_home() / "state" / "idmap")}
     atomic_write_text(rdir / "context.json", json.dumps(ctx, indent=1))
     return ctx

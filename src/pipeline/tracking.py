@@ -79,18 +79,24 @@ def _find(c: "MlflowClient", exp_id: str, tags: Mapping[str, str]) -> Any | None
     return runs[0] if runs else None
 
 
-def parent_run(*, dag_id: str, dag_run_id: str, tags: Mapping[str, str] | None = None,
+def parent_run(*, dag_id: str, dag_run_id: str, run_key: str | None = None, tags: Mapping[str, str] | None = None,
                params: Mapping[str, Any] | None = None) -> str:
-    """The parent run of this DAG run (created once; later calls return the same id)."""
+    """The parent run of this DAG run (created once per ``run_key``; later calls return the same id).
+
+    ``run_key`` defaults to the run id; the DAG passes the logical date, so a re-run of the same
+    date (a new Airflow run id) finds the same parent and re-tags it with the new run id.
+    """
     c = client()
     exp = experiment_id(c)
-    key = {"airflow.dag_run_id": dag_run_id, "pipeline.role": "parent"}
+    key = {"pipeline.run_key": run_key or dag_run_id, "pipeline.role": "parent"}
     run = _find(c, exp, key)
     if run is None:
-        run = c.create_run(exp, run_name=f"{dag_id} {dag_run_id}",
-                           tags={**key, "airflow.dag_id": dag_id, **(tags or {})})
+        run = c.create_run(exp, run_name=f"{dag_id} {run_key or dag_run_id}",
+                           tags={**key, "airflow.dag_id": dag_id, "airflow.dag_run_id": dag_run_id, **(tags or {})})
         for k, v in (params or {}).items():
             c.log_param(run.info.run_id, k, v)
+    elif run.data.tags.get("airflow.dag_run_id") != dag_run_id:
+        c.set_tag(run.info.run_id, "airflow.dag_run_id", dag_run_id)
     return run.info.run_id
 
 
@@ -109,7 +115,8 @@ def child_run(parent_id: str, *, config_key: str, name: str, params: Mapping[str
             c.log_param(run.info.run_id, k, v)
     else:
         c.update_run(run.info.run_id, status="RUNNING")
-        for k, v in (tags or {}).items():
+        current = {k: v for k, v in parent.data.tags.items() if k == "airflow.dag_run_id"}
+        for k, v in {**current, **(tags or {})}.items():
             c.set_tag(run.info.run_id, k, v)
     return run.info.run_id
 
