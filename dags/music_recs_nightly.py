@@ -103,8 +103,13 @@ def music_recs_nightly():
 
     @task
     def als_configs(ctx: dict, _split: dict, params=None) -> list:
+        from airflow.sdk import BaseHook
+
         from pipeline import stages
 
+        # fail here, clearly, when spark_default is missing or unreadable: the Spark provider would
+        # otherwise fall back to master "yarn" for every mapped task
+        BaseHook.get_connection("spark_default")
         return stages.als_submit_kwargs(ctx, params)
 
     @task(trigger_rule="all_done")

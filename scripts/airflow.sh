@@ -15,7 +15,9 @@ export AIRFLOW__API__HOST="$BIND_HOST"
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://$BIND_HOST:$PORT/execution/"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW_ADMIN_USER:-admin}:admin"
-export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}"
+if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
+  export AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'
+fi
 case "${1:-status}" in
   start)
     mkdir -p "$AIRFLOW_HOME"
