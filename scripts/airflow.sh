@@ -1,37 +1,71 @@
 #!/usr/bin/env bash
-# Usage: scripts/airflow.sh start | stop | status
-# Airflow 3 (API server + UI, scheduler, DAG processor, triggerer) with AIRFLOW_HOME=$PIPELINE_HOME/airflow,
-# this repository's dags/ and plugins/, on $BIND_HOST:$AIRFLOW_PORT (default 8088: Spark's UIs use 8080+).
-# Auth stays on (the simple auth manager): the admin password is written to
-# $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated on first start.
+# Usage: scripts/airflow.sh start | stop | status | migrate | run COMPONENT
+#   start    `airflow standalone` in parts, in the background: migrate the metadata database, then the
+#            API server (UI) on $BIND_HOST:$AIRFLOW_PORT, scheduler, DAG processor and triggerer;
+#            returns once the API server's health endpoint answers
+#   stop     stop the four;  status: ask the health endpoint;  migrate: `airflow db migrate` only
+#   run COMPONENT   one of api-server | scheduler | dag-processor | triggerer in the foreground
+#                   (the docker/ services; run `migrate` once before them)
+# AIRFLOW_HOME=$PIPELINE_HOME/airflow, dags = <repo>/dags, plugins = <repo>/plugins, no example DAGs.
+# Port 8088 by default: Spark's UIs use 8080 and up. Auth stays on (Airflow 3's simple auth manager):
+# the admin's generated password is in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
+# Env: BIND_HOST (127.0.0.1), AIRFLOW_PORT (8088), AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS (admin:admin,
+#      i.e. user admin with role admin), AIRFLOW_CONN_SPARK_DEFAULT (default local[*]), any AIRFLOW__* setting.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 PORT="${AIRFLOW_PORT:-8088}"
+URL="http://$CONNECT_HOST:$PORT"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PIPELINE_HOME/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__HOST="$BIND_HOST"
 export AIRFLOW__API__PORT="$PORT"
-export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://$BIND_HOST:$PORT/execution/"
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW_ADMIN_USER:-admin}:admin"
+# Task processes report to the API server's execution API: on this machine, or where the env says (compose).
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$URL/execution/}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+PASSWORDS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated}"
 if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
   export AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'
 fi
+COMPONENTS=(api-server scheduler dag-processor triggerer)
+
+run_component() {
+  need airflow
+  mkdir -p "$AIRFLOW_HOME"
+  case "$1" in
+    api-server) exec airflow api-server --host "$BIND_HOST" --port "$PORT" ;;
+    # --skip-serve-logs: the log server would listen on every interface; the API server reads
+    # the task log files itself (same machine, or the shared volume in docker/compose.yaml)
+    scheduler) exec airflow scheduler --skip-serve-logs ;;
+    triggerer) exec airflow triggerer --skip-serve-logs ;;
+    dag-processor) exec airflow dag-processor ;;
+    *) die "unknown component '$1': one of ${COMPONENTS[*]}" ;;
+  esac
+}
+
+migrate() {
+  need airflow
+  mkdir -p "$AIRFLOW_HOME"
+  airflow db migrate >"$STATE/airflow-db-migrate.log" 2>&1 \
+    || { tail -n 30 "$STATE/airflow-db-migrate.log" >&2; die "airflow db migrate failed (log $STATE/airflow-db-migrate.log)"; }
+}
+
 case "${1:-status}" in
   start)
-    mkdir -p "$AIRFLOW_HOME"
-    airflow db migrate >"$STATE/airflow-db-migrate.log" 2>&1
-    start_bg airflow-api-server airflow api-server --host "$BIND_HOST" --port "$PORT"
-    # --skip-serve-logs: the log server binds every interface; on one machine the UI reads the log files itself
-    start_bg airflow-scheduler airflow scheduler --skip-serve-logs
-    start_bg airflow-dag-processor airflow dag-processor
-    start_bg airflow-triggerer airflow triggerer --skip-serve-logs
-    wait_http "http://$BIND_HOST:$PORT/api/v2/monitor/health" 180
-    echo "Airflow UI at http://$BIND_HOST:$PORT (user ${AIRFLOW_ADMIN_USER:-admin}; password in" \
-      "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+    migrate
+    for c in "${COMPONENTS[@]}"; do start_bg "airflow-$c" "$0" run "$c"; done
+    wait_http airflow-api-server "$URL/api/v2/monitor/health" 180
+    echo "Airflow UI at $URL: user ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS%%:*}, password in $PASSWORDS"
     ;;
-  stop) for s in airflow-triggerer airflow-dag-processor airflow-scheduler airflow-api-server; do stop_bg "$s"; done ;;
-  status) wait_http "http://$BIND_HOST:$PORT/api/v2/monitor/health" 2 && echo "Airflow up at http://$BIND_HOST:$PORT" ;;
-  *) echo "usage: $0 start | stop | status" >&2; exit 2 ;;
+  stop) for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_bg "airflow-${COMPONENTS[i]}"; done ;;
+  status)
+    if http_ok "$URL/api/v2/monitor/health"; then
+      "$PY" -c "import json,sys,urllib.request; print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1], timeout=5)), indent=1))" \
+        "$URL/api/v2/monitor/health"
+    else echo "no Airflow API server answers at $URL" >&2; exit 1; fi
+    ;;
+  migrate) migrate; echo "metadata database migrated ($AIRFLOW_HOME)" ;;
+  run) run_component "${2:?usage: $0 run api-server|scheduler|dag-processor|triggerer}" ;;
+  *) echo "usage: $0 start | stop | status | migrate | run COMPONENT" >&2; exit 2 ;;
 esac

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Usage: scripts/up.sh [N_WORKERS]   — Spark master + workers, MLflow server, Airflow, all on 127.0.0.1.
-# Then trigger `music_recs_nightly` in the UI; its Spark jobs go to spark://127.0.0.1:7077 and its runs to MLflow.
+# Usage: scripts/up.sh [N_WORKERS]   (make up)
+# Start the service set-up on $BIND_HOST (default 127.0.0.1): a Spark standalone master and N workers
+# (default 2), an MLflow tracking server, and Airflow (API server/UI, scheduler, DAG processor,
+# triggerer) wired to both: the connection spark_default points at the master (client deploy mode)
+# and tasks log to the tracking server. Trigger `music_recs_nightly` in the UI; stop with scripts/down.sh.
+# Ports: Spark master 7077 (UI 8081, workers 8082+), MLflow 5000, Airflow 8088 (see each script's env).
 set -euo pipefail
-here="$(dirname "$0")"
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/_common.sh"
+trap 'echo "up.sh failed: what started is still running; scripts/down.sh stops it" >&2' ERR
 "$here/spark-cluster.sh" start "${1:-2}"
 "$here/mlflow-server.sh" start
-export MLFLOW_TRACKING_URI="http://127.0.0.1:${MLFLOW_PORT:-5000}"
-export SPARK_MASTER="spark://127.0.0.1:${SPARK_MASTER_PORT:-7077}"
-export AIRFLOW_CONN_SPARK_DEFAULT="{\"conn_type\": \"spark\", \"host\": \"$SPARK_MASTER\", \"extra\": {\"deploy-mode\": \"client\"}}"
+export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://$CONNECT_HOST:${MLFLOW_PORT:-5000}}"
+export MLFLOW_UI_URL="${MLFLOW_UI_URL:-$MLFLOW_TRACKING_URI}"
+master="spark://${SPARK_MASTER_HOST:-$CONNECT_HOST}:${SPARK_MASTER_PORT:-7077}"
+export SPARK_MASTER="$master"   # the data stages' in-task Spark sessions
+export AIRFLOW_CONN_SPARK_DEFAULT="{\"conn_type\": \"spark\", \"host\": \"$master\", \"extra\": {\"deploy-mode\": \"client\"}}"
 "$here/airflow.sh" start

@@ -95,7 +95,7 @@ class MusicRecsModel(_Base):  # type: ignore[misc,valid-type]
         return self.bundle.recommend(users, k)
 
 
-def _pack(ctx: Mapping[str, Any], best: Mapping[str, Any], out: Path, k: int) -> None:
+def _pack(ctx: Mapping[str, Any], best: Mapping[str, Any], model: Any, out: Path, k: int) -> None:
     """Copy what the server needs next to the index: ID maps, user factors, fallback, the model."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -120,7 +120,6 @@ def _pack(ctx: Mapping[str, Any], best: Mapping[str, Any], out: Path, k: int) ->
     pop = models.load(Path(pops[0]["model_dir"]))
     np.save(out / "fallback.npy", pop.recommend(np.zeros(1, dtype=np.int64), FALLBACK_DEPTH)[0])
     shutil.copytree(best["model_dir"], out / "model")
-    model = models.load(Path(best["model_dir"]))
     if isinstance(model, models.FactorModel):
         np.save(out / "user_factors.npy", np.asarray(model.user_factors, dtype=np.float32))
 
@@ -137,7 +136,7 @@ def build_index_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], cfg: Inde
                             "idmap_version": data.stats["idmap_version"], "dag_run_id": ctx["dag_run_id"]}
     with atomic_dir(rdir / "bundle") as out:
         out.mkdir(parents=True)
-        _pack(ctx, best, out, k)
+        _pack(ctx, best, model, out, k)
         if isinstance(model, models.FactorModel):
             val = data.truth("val")
             users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(data.train.indptr) > 0))
