@@ -5,8 +5,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PIPELINE_HOME="${PIPELINE_HOME:-$REPO/var}"
 BIND_HOST="${BIND_HOST:-127.0.0.1}"
 if [[ "$BIND_HOST" == "0.0.0.0" ]]; then CONNECT_HOST=127.0.0.1; else CONNECT_HOST="$BIND_HOST"; fi
-STATE="$PIPELINE_HOME/services"
-mkdir -p "$STATE"
+STATE="$PIPELINE_HOME/services"  # created on first start
 # The repository's virtualenv first, so `spark-class`, `mlflow` and `airflow` are its pinned versions.
 if [[ -x "$REPO/.venv/bin/python" ]]; then export PATH="$REPO/.venv/bin:$PATH"; fi
 PY="$(command -v python || command -v python3)"
@@ -23,18 +22,19 @@ is_running() { [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/d
 start_bg() {
   local name=$1; shift
   if is_running "$name"; then echo "$name already running (pid $(cat "$STATE/$name.pid"))"; return 0; fi
+  mkdir -p "$STATE"
   setsid nohup "$@" >"$STATE/$name.log" 2>&1 < /dev/null &
   echo $! >"$STATE/$name.pid"
   echo "started $name (pid $!, log $STATE/$name.log)"
 }
 
-# stop_bg NAME: TERM the process group NAME started, KILL it after 10 s, remove the pid file
+# stop_bg NAME: TERM the process group NAME started, KILL it after 20 s (the triggerer takes 10), remove the pid file
 stop_bg() {
   local name=$1 pid
   if is_running "$name"; then
     pid=$(cat "$STATE/$name.pid")
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null || true
     echo "stopped $name"
   fi
@@ -71,3 +71,6 @@ wait_log() {
   done
   fail_with_log "$name" "timed out after ${secs}s waiting for '$pattern' in the log"
 }
+
+# usage: print the calling script's header comment (its usage) without the '# '
+usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; }

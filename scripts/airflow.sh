@@ -46,7 +46,7 @@ run_component() {
 
 migrate() {
   need airflow
-  mkdir -p "$AIRFLOW_HOME"
+  mkdir -p "$AIRFLOW_HOME" "$STATE"
   airflow db migrate >"$STATE/airflow-db-migrate.log" 2>&1 \
     || { tail -n 30 "$STATE/airflow-db-migrate.log" >&2; die "airflow db migrate failed (log $STATE/airflow-db-migrate.log)"; }
 }
@@ -58,7 +58,10 @@ case "${1:-status}" in
     wait_http airflow-api-server "$URL/api/v2/monitor/health" 180
     echo "Airflow UI at $URL: user ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS%%:*}, password in $PASSWORDS"
     ;;
-  stop) for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_bg "airflow-${COMPONENTS[i]}"; done ;;
+  stop)  # all four at once: each may take seconds to shut down gracefully
+    for c in "${COMPONENTS[@]}"; do stop_bg "airflow-$c" & done
+    wait
+    ;;
   status)
     if http_ok "$URL/api/v2/monitor/health"; then
       "$PY" -c "import json,sys,urllib.request; print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1], timeout=5)), indent=1))" \
@@ -67,5 +70,6 @@ case "${1:-status}" in
     ;;
   migrate) migrate; echo "metadata database migrated ($AIRFLOW_HOME)" ;;
   run) run_component "${2:?usage: $0 run api-server|scheduler|dag-processor|triggerer}" ;;
+  -h|--help|help) usage ;;
   *) echo "usage: $0 start | stop | status | migrate | run COMPONENT" >&2; exit 2 ;;
 esac

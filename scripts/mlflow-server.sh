@@ -38,5 +38,6 @@ case "${1:-status}" in
   status)
     if http_ok "$URL/health"; then echo "MLflow up at $URL"; else echo "no MLflow server answers at $URL/health" >&2; exit 1; fi
     ;;
+  -h|--help|help) usage ;;
   *) echo "usage: $0 start | stop | status | run" >&2; exit 2 ;;
 esac

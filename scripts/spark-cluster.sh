@@ -87,7 +87,8 @@ case "${1:-status}" in
   worker)
     # internal form used by `start`: worker MASTER_URL WEBUI_PORT WORK_DIR
     run_worker "${2:-${SPARK_MASTER_URL:-spark://$(master_host):$PORT}}" "${3:-$WUI}" \
-      "${4:-${SPARK_WORKER_DIR:-$STATE/spark-worker-work}}"
+      "${4:-${SPARK_WORKER_DIR:-$STATE/spark-worker-$(hostname)-work}}"
     ;;
+  -h|--help|help) usage ;;
   *) echo "usage: $0 start [N_WORKERS] | stop | status | master | worker [MASTER_URL]" >&2; exit 2 ;;
 esac

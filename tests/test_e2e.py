@@ -189,7 +189,9 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     c = tracking.client()
     exp = c.get_experiment_by_name("music-recs").experiment_id
     for map_index, _, run_id in rows:
-        found = c.search_runs([exp], mlflow_links.search_filter("als_sweep", run_id, map_index))
+        flt = mlflow_links.search_filter(dag_id="music_recs_nightly", run_id=run_id, task_id="als_sweep",
+                                         map_index=map_index)
+        found = c.search_runs([exp], flt)
         assert len(found) == 1 and found[0].data.params["model"] == "als"
 
 
