@@ -13,6 +13,7 @@ module, and each module would start a cluster of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["SparkCluster", "free_port", "run_script", "spark_cluster", "mlflow_server"]
+__all__ = ["SparkCluster", "free_port", "run_script", "start_spark_cluster", "spark_cluster", "mlflow_server"]
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -80,19 +81,25 @@ class SparkCluster:
         return run_script("spark-cluster.sh", "start", str(n), env=self.env)
 
 
-@pytest.fixture(scope="session")
-def spark_cluster(tmp_path_factory) -> Iterator[SparkCluster]:
-    """A real master + 1 worker (2 cores, 2g) on 127.0.0.1, free ports; stopped at the end of the session."""
+@contextlib.contextmanager
+def start_spark_cluster(home: Path) -> Iterator[SparkCluster]:
+    """A real master + 1 worker (2 cores, 2g) on 127.0.0.1 and free ports, state under ``home``; stopped on exit."""
     master_port, ui_port, worker_ui_port = free_port(), free_port(), free_port()
-    env = service_env(tmp_path_factory.mktemp("spark-cluster"), SPARK_MASTER_PORT=str(master_port),
-                      SPARK_MASTER_WEBUI_PORT=str(ui_port), SPARK_WORKER_WEBUI_PORT=str(worker_ui_port),
-                      SPARK_WORKER_CORES="2", SPARK_WORKER_MEMORY="2g")
+    env = service_env(home, SPARK_MASTER_PORT=str(master_port), SPARK_MASTER_WEBUI_PORT=str(ui_port),
+                      SPARK_WORKER_WEBUI_PORT=str(worker_ui_port), SPARK_WORKER_CORES="2", SPARK_WORKER_MEMORY="2g")
     try:
         run_script("spark-cluster.sh", "start", "1", env=env)
         yield SparkCluster(master_url=f"spark://127.0.0.1:{master_port}", json_url=f"http://127.0.0.1:{ui_port}/json/",
                            env=env)
     finally:
         subprocess.run([str(SCRIPTS / "spark-cluster.sh"), "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory) -> Iterator[SparkCluster]:
+    """The session's shared cluster (see :func:`start_spark_cluster`)."""
+    with start_spark_cluster(tmp_path_factory.mktemp("spark-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

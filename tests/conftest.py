@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 logging.getLogger("py4j").setLevel(logging.ERROR)  # its shutdown message races pytest closing stderr
+# cluster_fixtures is both a plugin (pytest_plugins) and imported; rewrite its asserts either way.
+pytest.register_assert_rewrite("cluster_fixtures")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Spark's Python workers must run this interpreter (the one with the pipeline installed).

@@ -6,44 +6,31 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
+from cluster_fixtures import start_spark_cluster
 
 from pipeline.config import als_grid
 
 pytestmark = pytest.mark.spark
 
-REPO = Path(__file__).resolve().parents[1]
-PORTS = {"SPARK_MASTER_PORT": "7177", "SPARK_MASTER_WEBUI_PORT": "8181", "SPARK_WORKER_WEBUI_PORT": "8182"}
-
-
-def master_json() -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['SPARK_MASTER_WEBUI_PORT']}/json/", timeout=5) as r:
-        return json.load(r)
-
-
-SCRIPT = REPO / "scripts" / "spark-cluster.sh"
-
 
 @pytest.fixture(scope="module")
-def cluster_env(tmp_path_factory):
-    return {**os.environ, **PORTS, "PIPELINE_HOME": str(tmp_path_factory.mktemp("svc")), "SPARK_WORKER_CORES": "2",
-            "SPARK_WORKER_MEMORY": "2g", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-@pytest.fixture(scope="module")
-def cluster(cluster_env):
-    try:
-        subprocess.run([str(SCRIPT), "start", "1"], env=cluster_env, check=True, timeout=180, capture_output=True)
-        status = master_json()
+def cluster(tmp_path_factory, monkeypatch_module):
+    """A cluster of this module's own (its fault test kills the worker), with spark_default pointing at it."""
+    with start_spark_cluster(tmp_path_factory.mktemp("svc")) as c:
+        status = c.status()
         assert status["status"] == "ALIVE" and status["aliveworkers"] == 1
-        yield f"spark://127.0.0.1:{PORTS['SPARK_MASTER_PORT']}"
-    finally:
-        subprocess.run([str(SCRIPT), "stop"], env=cluster_env, timeout=120, capture_output=True)
+        monkeypatch_module.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": c.master_url}))
+        monkeypatch_module.setenv("PATH", c.env["PATH"])
+        yield c
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
 
 
 def submit(cfg, split_dir: Path, out: Path, k: int = 50) -> None:
@@ -60,28 +47,22 @@ def submit(cfg, split_dir: Path, out: Path, k: int = 50) -> None:
     ).execute(context={})
 
 
-def test_als_sweep_runs_on_the_standalone_cluster(cluster, small_split, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": cluster}))
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+def test_als_sweep_runs_on_the_standalone_cluster(cluster, small_split):
     configs = als_grid(ranks=[8], reg_params=[0.1], alphas=[0.5, 2.0], max_iters=[4])
     for cfg in configs:
         submit(cfg, small_split / "split", small_split / "sweep")
     for cfg in configs:
         result = json.loads((small_split / "sweep" / cfg.key / "result.json").read_text())
         assert result["status"] == "ok" and result["metrics"]["val_map_at_50"] > 0
-    finished = {app["name"]: app["state"] for app in master_json()["completedapps"]}
+    finished = {app["name"]: app["state"] for app in cluster.status()["completedapps"]}
     for cfg in configs:
         assert finished.get(f"als {cfg.label}") == "FINISHED", finished
 
-
-
-def test_a_killed_worker_is_replaced_and_the_job_gives_the_same_result(cluster, cluster_env, small_split, monkeypatch):
+def test_a_killed_worker_is_replaced_and_the_job_gives_the_same_result(cluster, small_split):
     """Kill the only worker while an ALS job runs and start a new one: the job finishes with the same metrics."""
     import threading
     import time
 
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": cluster}))
-    monkeypatch.setenv("PATH", cluster_env["PATH"])
     cfg = als_grid(ranks=[8], reg_params=[0.1], alphas=[1.0], max_iters=[15])[0]
     submit(cfg, small_split / "split", small_split / "undisturbed")
     errors: list[BaseException] = []
@@ -95,15 +76,14 @@ def test_a_killed_worker_is_replaced_and_the_job_gives_the_same_result(cluster, 
     job = threading.Thread(target=run)
     job.start()
     for _ in range(600):  # until the application holds cores on the worker
-        status = master_json()
+        status = cluster.status()
         if status["activeapps"] and any(w["coresused"] > 0 for w in status["workers"] if w["state"] == "ALIVE"):
             break
         time.sleep(0.2)
     time.sleep(3)  # into the ALS iterations
-    pid_file = Path(cluster_env["PIPELINE_HOME"]) / "services" / f"spark-worker-{PORTS['SPARK_MASTER_PORT']}-1.pid"
-    os.kill(int(pid_file.read_text()), 9)
-    assert master_json()["activeapps"], "the job ended before the worker was killed: nothing was tested"
-    subprocess.run([str(SCRIPT), "start", "1"], env=cluster_env, check=True, timeout=180, capture_output=True)
+    os.kill(cluster.worker_pid(1), 9)
+    assert cluster.status()["activeapps"], "the job ended before the worker was killed: nothing was tested"
+    cluster.start_workers(1)
     job.join(timeout=900)
     assert not job.is_alive() and not errors, errors
     before = json.loads((small_split / "undisturbed" / cfg.key / "result.json").read_text())

@@ -123,20 +123,18 @@ def test_champion_is_registered_and_answers_for_users(demo_run):
 
 def test_mlflow_models_serve_answers_like_the_in_process_model(demo_run):
     """`mlflow models serve -m models:/music-recs@champion` on 127.0.0.1 gives the pyfunc's answer."""
-    import socket
     import time
     import urllib.request
 
     import mlflow.pyfunc
     import pandas as pd
+    from cluster_fixtures import free_port
 
     from pipeline import tracking
 
     home, _ = demo_run
     user = pd.read_parquet(next(home.glob("runs/*/bundle/users.parquet")))["user_id"].tolist()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/music-recs@champion",
                                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
