@@ -247,8 +247,9 @@ def validate_pending(cfg: IngestConfig, curated: Path, work: Path, *, up_to: dt.
                                 "run for a later date or land that night's date= folder first")
     log.info("date-partitioned input %s: %d partitions, %d ingested, pending up to %s: %s", root, len(parts),
              len(records), up_to, [p.name for p in todo] or "none")
-    validated = {}
+    validated, raw_files = {}, {}
     for p in todo:
+        raw_files[p.name] = _raw_files(p.path)  # before reading: a file rewritten meanwhile shows up next run
         s = ingest.validate_stage(replace(cfg, input_path=str(p.path)), work / p.name, spark=spark, as_of=day_end(p.date))
         if not s["has_timestamps"]:
             raise ValueError(f"{p.path}: format {cfg.input_format!r} has no timestamps; nightly increments need "
@@ -257,19 +258,18 @@ def validate_pending(cfg: IngestConfig, curated: Path, work: Path, *, up_to: dt.
     return {
         "increments": True, "input_root": str(root), "curated": str(curated), "work": str(work),
         "format": cfg.input_format, "up_to": up_to.isoformat(), "pending": [p.name for p in todo],
-        "validated": validated, "has_timestamps": True,
+        "validated": validated, "raw_files": raw_files, "has_timestamps": True,
         "rows_in": sum(s["rows_in"] for s in validated.values()),
         "quarantined": sum(s["quarantined"] for s in validated.values()),
     }
 
 
 def _commit_one(spark: "SparkSession", curated: Path, stage: Path, name: str, v: Mapping[str, Any],
-                raw_path: Path, *, idmap_root: Path, ingested_by: str) -> dict[str, Any]:
+                raw_path: Path, raw_files: list[dict[str, Any]], *, idmap_root: Path, ingested_by: str) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from pipeline import ingest
 
-    raw_files = _raw_files(raw_path)  # hashed before reading: a file rewritten meanwhile shows up next run
     d = ingest.dedup_stage(stage / "validated", stage, idmap_root=idmap_root, has_timestamps=True, spark=spark)
     staged = spark.read.parquet(str(stage / "listens"))
     fresh = staged
@@ -335,7 +335,7 @@ def commit_pending(validated: Mapping[str, Any], *, idmap_root: Path, spark: "Sp
                 skipped.append(name)
                 continue
             done.append(_commit_one(spark, curated, work / name, name, validated["validated"][name], root / name,
-                                    idmap_root=Path(idmap_root), ingested_by=ingested_by))
+                                    validated["raw_files"][name], idmap_root=Path(idmap_root), ingested_by=ingested_by))
             shutil.rmtree(work / name, ignore_errors=True)
     return run_summary(curated, dt.date.fromisoformat(validated["up_to"]), ingested=done, skipped=skipped,
                        input_root=root)
