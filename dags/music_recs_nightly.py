@@ -10,6 +10,11 @@ point, submitted to the connection `spark_default`) → `select_best` (validatio
 `test_eval` → `build_index` (annoy and HNSW, tuned against exact search) → `promote`
 (MLflow Model Registry `music-recs`, alias `champion`).
 
+A date-partitioned `input_path` (`date=YYYY-MM-DD` folders) is ingested as nightly increments:
+`validate` and `dedup_and_map` take the partitions up to the logical date that are not yet in the
+curated table (each exactly once, in date order), and `split` trains on the curated history or
+its last `train_window_days`.
+
 Every task calls one function of `pipeline.stages`; this file only wires them. Trigger
 with other data from the UI ("Trigger" → params) or:
 `airflow dags test music_recs_nightly -c '{"input_path": "/data/lb", "input_format": "listenbrainz"}'`.
@@ -41,7 +46,9 @@ def _numbers(default: list, kind: str, description: str) -> Param:
     default_args={"retries": 0},
     params={
         "input_path": Param(D["input_path"], type="string", minLength=1,
-                            description="Raw listens: a file or folder (relative paths are under $PIPELINE_HOME)."),
+                            description="Raw listens: a file or folder (relative paths are under $PIPELINE_HOME). "
+                                        "A folder of date=YYYY-MM-DD sub-folders is ingested as nightly increments: "
+                                        "the partitions up to the logical date not yet in the curated table."),
         "input_format": Param(D["input_format"], type="string", enum=list(INPUT_FORMATS),
                               description="Which loader reads input_path."),
         "k": Param(D["k"], type="integer", minimum=1, maximum=1000, description="K of P/MAP/NDCG@K."),
@@ -64,18 +71,23 @@ def _numbers(default: list, kind: str, description: str) -> Param:
         "betas": _numbers(D["betas"], "number", "Damping values for the plays-per-listener baseline."),
         "max_quarantine_share": Param(D["max_quarantine_share"], type="number", minimum=0, maximum=1,
                                       description="The run fails when more rows than this share are quarantined."),
+        "train_window_days": Param(D["train_window_days"], type=["integer", "null"], minimum=0,
+                                   description="Date-partitioned input only: train on the listens of the last N days "
+                                               "ending with the logical date (0 or empty: the full curated history)."),
         "recall_target": Param(D["recall_target"], type="number", exclusiveMinimum=0, maximum=1,
                                description="Recall@K the served index must reach against exact search."),
     },
 )
 def music_recs_nightly():
     @task
-    def start(params=None, dag=None, run_id=None, logical_date=None) -> dict:
+    def start(params=None, dag=None, run_id=None, logical_date=None, dag_run=None) -> dict:
         from pipeline import stages
 
         # outputs and MLflow runs are keyed by the logical date, so re-running a date reuses them
         key = logical_date.isoformat() if logical_date else run_id
-        return stages.start(params, dag_id=dag.dag_id, dag_run_id=run_id, run_key=key)
+        # a date-partitioned input is ingested up to the logical date (the trigger time without one)
+        as_of = logical_date or getattr(dag_run, "run_after", None)
+        return stages.start(params, dag_id=dag.dag_id, dag_run_id=run_id, run_key=key, as_of=as_of)
 
     @task
     def validate(ctx: dict, params=None, dag_run=None) -> dict:

@@ -70,7 +70,8 @@ def test_dag_schedule_and_params(dag):
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.timetable.expression == "0 3 * * *"
     params = dag.params
-    for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas"):
+    for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas",
+                 "train_window_days"):
         assert name in params, name
         param = params.get_param(name)
         assert param.schema.get("type") and param.description, f"param {name} needs a type and a description"

@@ -2,6 +2,8 @@
 
     pipeline synth --out var/data/demo --listens 200000 --seed 0
     pipeline ingest --format listenbrainz --input var/data/demo --out var/work/ingest
+    pipeline partition --format listenbrainz --input var/data/demo --out var/data/nightly --until 2023-01-31
+    pipeline ingest --format listenbrainz --input var/data/nightly --as-of 2023-01-31 --out var/work/ingest
     pipeline split --input var/work/ingest --strategy temporal_user --out var/work/split
     pipeline evaluate --recs recs.parquet --truth truth.parquet -k 100
     pipeline recommend --user u000042 -k 10
@@ -19,6 +21,7 @@ __all__ = ["main"]
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from pipeline import increments
     from pipeline.config import IngestConfig
     from pipeline.ingest import ingest
     from pipeline.paths import pipeline_home
@@ -29,6 +32,23 @@ def _ingest(args: argparse.Namespace) -> int:
         columns=json.loads(args.columns) if args.columns else None, max_quarantine_share=args.max_quarantine_share,
     )
     idmap_root = Path(args.idmap) if args.idmap else pipeline_home() / "state" / "idmap"
+    if increments.is_partitioned(args.input):
+        import datetime as dt
+
+        from pipeline.paths import atomic_write_text
+
+        up_to = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
+        curated = Path(args.curated) if args.curated else increments.default_curated_dir(args.input)
+        print(f"{args.input} is date-partitioned: ingesting the partitions up to {up_to} not yet in {curated}",
+              file=sys.stderr)
+        summary = increments.ingest_pending(cfg, curated, Path(args.out) / "partitions", up_to=up_to,
+                                            idmap_root=idmap_root, spark=get_session("pipeline ingest"))
+        atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        return 0
+    if args.as_of or args.curated:
+        raise ValueError(f"--as-of and --curated apply to a date-partitioned input (date=YYYY-MM-DD folders); "
+                         f"{args.input} is a snapshot")
     summary = ingest(cfg, Path(args.out), idmap_root=idmap_root, spark=get_session("pipeline ingest"))
     print(json.dumps(summary, indent=1))
     return 0
@@ -43,11 +63,35 @@ def _split(args: argparse.Namespace) -> int:
     cfg = SplitConfig(strategy=args.strategy, fraction=args.fraction, k=args.k, seed=args.seed,
                       cutoff=args.cutoff, test_quantile=None if args.no_test else args.test_quantile,
                       test_start=args.test_start)
-    stats = split.split(Path(args.input) / "listens", Path(args.out), cfg, has_timestamps=summary["has_timestamps"],
-                        spark=get_session("pipeline split"),
+    spark = get_session("pipeline split")
+    listens: object = Path(args.input) / "listens"
+    if summary.get("increments"):
+        import datetime as dt
+
+        from pipeline import increments
+
+        listens = increments.training_listens(spark, Path(summary["curated"]), summary["partitions"],
+                                              up_to=dt.date.fromisoformat(summary["up_to"]), window_days=args.window_days)
+    elif args.window_days:
+        raise ValueError("--window-days applies to the output of `pipeline ingest` on a date-partitioned input")
+    stats = split.split(listens, Path(args.out), cfg, has_timestamps=summary["has_timestamps"],
+                        spark=spark,
                         shape=(summary["n_users_mapped"], summary["n_tracks_mapped"]),
                         idmap_version=summary["idmap_version"])
     print(split.format_table(stats))
+    return 0
+
+
+def _partition(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from pipeline import increments
+    from pipeline.spark import get_session
+
+    until = dt.date.fromisoformat(args.until) if args.until else None
+    out = increments.partition_log(get_session("pipeline partition"), args.format, Path(args.input), Path(args.out),
+                                   until=until, tracks=args.tracks)
+    print(json.dumps(out, indent=1))
     return 0
 
 
@@ -106,8 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--columns", help='generic format: JSON mapping, e.g. {"user_id": "user", "track_mbid": "mbid"}')
     s.add_argument("--idmap", help="ID map root (default $PIPELINE_HOME/state/idmap)")
     s.add_argument("--max-quarantine-share", type=float, default=0.01)
-    s.add_argument("--out", required=True)
+    s.add_argument("--as-of", help="date-partitioned input: ingest the pending partitions up to this date "
+                                   "(YYYY-MM-DD, default today UTC)")
+    s.add_argument("--curated", help="date-partitioned input: the curated table (default "
+                                     "$PIPELINE_HOME/curated/<input folder name>)")
+    s.add_argument("--out", required=True, help="this run's work folder and summary.json")
     s.set_defaults(func=_ingest)
+
+    s = sub.add_parser("partition", help="split a listening log into date=YYYY-MM-DD folders by listen day (UTC)")
+    s.add_argument("--format", default="listenbrainz", help="listenbrainz (the only layout it writes)")
+    s.add_argument("--input", required=True)
+    s.add_argument("--tracks")
+    s.add_argument("--out", required=True, help="the partitioned root; existing date= folders are never rewritten")
+    s.add_argument("--until", help="write the days up to this date only (YYYY-MM-DD): land later nights later")
+    s.set_defaults(func=_partition)
 
     s = sub.add_parser("split", help="train/validation/test split of ingested listens")
     s.add_argument("--input", required=True, help="an ingest output folder")
@@ -119,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-quantile", type=float, default=0.9)
     s.add_argument("--test-start")
     s.add_argument("--no-test", action="store_true", help="no held-out test window")
+    s.add_argument("--window-days", type=int, default=0,
+                   help="date-partitioned ingest: only the listens of the last N days (0: the full history)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_split)
 

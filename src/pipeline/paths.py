@@ -4,6 +4,7 @@ Layout under the pipeline home (``$PIPELINE_HOME``, default ``<repo>/var``)::
 
     data/                 inputs (the demo's synthetic log lands in data/demo)
     runs/<run_key>/       one folder per DAG run: ingest/, split/, sweep/<config>/, ...
+    curated/<name>/       nightly increments: listens/date=YYYY-MM-DD/ (see pipeline.increments)
     state/idmap/          the persistent, append-only ID map (versioned)
     mlflow/               the embedded MLflow store (mlflow.db + artifacts/)
     airflow/              AIRFLOW_HOME for the embedded set-up

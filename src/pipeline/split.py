@@ -121,7 +121,7 @@ def split_frame(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> t
 
 
 def split(
-    listens_dir: Path, out_dir: Path, cfg: SplitConfig, *, has_timestamps: bool, spark: "SparkSession",
+    listens_dir: "Path | DataFrame", out_dir: Path, cfg: SplitConfig, *, has_timestamps: bool, spark: "SparkSession",
     shape: tuple[int, int], idmap_version: str | None = None,
 ) -> dict[str, Any]:
     """Split curated listens into ``train/``, ``val/``, ``test/`` Parquet + ``stats.json`` (the seed's Table 1).
@@ -132,7 +132,8 @@ def split(
     from pyspark.sql import functions as F
 
     out_dir = Path(out_dir)
-    df = spark.read.parquet(str(listens_dir))
+    # a folder of curated listens, or (nightly increments) a frame over the curated partitions
+    df = spark.read.parquet(str(listens_dir)) if isinstance(listens_dir, (str, Path)) else listens_dir
     frames, facts = split_frame(df, cfg, has_timestamps=has_timestamps)
     with atomic_dir(out_dir) as tmp:
         for name in SPLITS:

@@ -49,6 +49,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "betas": [1, 10, 50, 200, 500, 1000, 10000],
     "max_quarantine_share": 0.01,
     "recall_target": 0.95,
+    "train_window_days": 0,
 }
 
 
@@ -92,11 +93,14 @@ def _eval_cfg(p: Mapping[str, Any]) -> EvalConfig:
     return EvalConfig(k=int(p["k"]), exclude_seen=bool(p["exclude_seen"]))
 
 
-def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str, run_key: str | None = None) -> dict[str, Any]:
+def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str, run_key: str | None = None,
+          as_of: dt.datetime | None = None) -> dict[str, Any]:
     """Create (or find) the run folder and the MLflow parent run; return the run context.
 
     ``run_key`` (the DAG run's logical date; default its run id) names both, so running the
     same logical date again rewrites the same outputs and reuses the same MLflow runs.
+    ``as_of`` (the logical date; default now) is the run's date: a date-partitioned input
+    (``date=YYYY-MM-DD`` folders) is ingested up to that day (nightly increments).
     """
     p = _params(params)
     src = resolve_input(p["input_path"])
@@ -114,8 +118,27 @@ def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str, run
     )
     ctx = {"run_dir": str(rdir), "parent_run_id": parent, "dag_id": dag_id, "dag_run_id": dag_run_id, "run_key": run_key,
            "input_path": str(src), "fingerprint": fp, "idmap_root": str(pipeline_home() / "state" / "idmap")}
+    ctx.update(_increments_ctx(src, as_of, parent))
+    if p["train_window_days"] and not ctx.get("increments"):
+        raise ValueError(f"train_window_days={p['train_window_days']} applies to a date-partitioned input "
+                         f"(date=YYYY-MM-DD folders), but {src} is a snapshot; set it to 0 or partition the input "
+                         "(`pipeline partition`)")
     atomic_write_text(rdir / "context.json", json.dumps(ctx, indent=1))
     return ctx
+
+
+def _increments_ctx(src: Path, as_of: dt.datetime | None, parent_run_id: str) -> dict[str, Any]:
+    """For a date-partitioned input: the curated table and the run's date (``{}`` for a snapshot)."""
+    from pipeline import increments
+
+    if not increments.is_partitioned(src):
+        return {}
+    day = (as_of or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date()
+    curated = increments.default_curated_dir(src)
+    log.info("input %s is date-partitioned (date=YYYY-MM-DD folders): nightly increments up to %s into %s",
+             src, day, curated)
+    tracking.client().set_tag(parent_run_id, "pipeline.increments", f"up to {day}, curated {curated}")
+    return {"increments": {"curated": str(curated), "up_to": day.isoformat()}}
 
 
 def _spark():
@@ -131,11 +154,34 @@ def validate(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, *, as_of:
     p = _params(params)
     cfg = from_params(IngestConfig, p, input_path=ctx["input_path"])
     out = Path(ctx["run_dir"]) / "ingest"
+    if ctx.get("increments"):
+        return _validate_increments(ctx, cfg, out)
     try:
         summary = ingest.validate_stage(cfg, out, spark=_spark(), as_of=as_of)
     finally:
         _log_validation(ctx, out)
     return summary
+
+
+def _validate_increments(ctx: Mapping[str, Any], cfg: IngestConfig, out: Path) -> dict[str, Any]:
+    """Validate each pending partition (date <= the run's date) into ``ingest/partitions/date=D/``."""
+    from pipeline import increments
+
+    inc = ctx["increments"]
+    work = out / "partitions"
+    try:
+        v = increments.validate_pending(cfg, Path(inc["curated"]), work, up_to=dt.date.fromisoformat(inc["up_to"]),
+                                        spark=_spark())
+    finally:
+        c = tracking.client()
+        for part in sorted(work.glob("date=*")) if work.exists() else []:
+            for f in ("validate_summary.json", "validation.json"):
+                if (part / f).exists():
+                    c.log_artifact(ctx["parent_run_id"], str(part / f), f"validation/{part.name}")
+    atomic_write_text(out / "validate_summary.json", json.dumps(v, indent=1))
+    tracking.log_metrics(ctx["parent_run_id"], {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
+                                                "partitions_pending": len(v["pending"])})
+    return v
 
 
 def _log_validation(ctx: Mapping[str, Any], out: Path) -> None:
@@ -155,12 +201,35 @@ def dedup(ctx: Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any
     from pipeline import ingest
 
     out = Path(ctx["run_dir"]) / "ingest"
+    if validated.get("increments"):
+        return _dedup_increments(ctx, validated, out)
     d = ingest.dedup_stage(out / "validated", out, idmap_root=Path(ctx["idmap_root"]),
                            has_timestamps=validated["has_timestamps"], spark=_spark())
     summary = ingest.write_summary(out, validated, d)
     tracking.log_metrics(ctx["parent_run_id"], {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
     c = tracking.client()
     c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
+    c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
+    return summary
+
+
+def _dedup_increments(ctx: Mapping[str, Any], validated: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """Commit the validated partitions to the curated table (each exactly once); the run's view of it."""
+    from pipeline import increments
+
+    spark = _spark()
+    summary = increments.commit_pending(validated, idmap_root=Path(ctx["idmap_root"]), spark=spark,
+                                        ingested_by=ctx["dag_run_id"])
+    increments.write_tracks(spark, Path(summary["curated"]), summary["partitions"], out / "tracks")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    tracking.log_metrics(ctx["parent_run_id"], {
+        "rows_out": summary["rows_out"], "duplicates": summary["duplicates"],
+        "tracks_merged_by_name": summary["tracks_merged_by_name"], "partitions_ingested": len(summary["ingested"]),
+        "history_rows": summary["history_rows"]})
+    c = tracking.client()
+    c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
+    c.set_tag(ctx["parent_run_id"], "pipeline.partitions", f"{summary['partitions'][0]} .. {summary['partitions'][-1]} "
+              f"({len(summary['partitions'])}; ingested now: {', '.join(summary['ingested']) or 'none'})")
     c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
     return summary
 
@@ -173,7 +242,21 @@ def split(ctx: Mapping[str, Any], ingested: Mapping[str, Any], params: Mapping[s
     cfg = from_params(SplitConfig, {"strategy": p["split_strategy"], "fraction": p["split_fraction"],
                                     "test_quantile": p["test_quantile"], "seed": p.get("seed", 0)})
     out = Path(ctx["run_dir"]) / "split"
-    stats = split_mod.split(Path(ctx["run_dir"]) / "ingest" / "listens", out, cfg,
+    listens: Any = Path(ctx["run_dir"]) / "ingest" / "listens"
+    if ingested.get("increments"):
+        from pipeline import increments
+
+        window = int(p["train_window_days"] or 0)
+        up_to = dt.date.fromisoformat(ingested["up_to"])
+        listens = increments.training_listens(_spark(), Path(ingested["curated"]), ingested["partitions"],
+                                              up_to=up_to, window_days=window)
+        log.info("training on %s of the curated listens (%d partitions up to %s)",
+                 f"the {window} days from {increments.window_start(up_to, window)}" if window else "the full history",
+                 len(ingested["partitions"]), up_to)
+        if window and not listens.limit(1).count():
+            raise ValueError(f"no curated listen has a timestamp in the {window} days from "
+                             f"{increments.window_start(up_to, window)}; widen train_window_days or set it to 0")
+    stats = split_mod.split(listens, out, cfg,
                             has_timestamps=ingested["has_timestamps"], spark=_spark(),
                             shape=(ingested["n_users_mapped"], ingested["n_tracks_mapped"]),
                             idmap_version=ingested["idmap_version"])
