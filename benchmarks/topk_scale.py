@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=23_000_000)
     ap.add_argument("--users", type=int, default=8000)
-    ap.add_argument("--subset-users", type=int, default=256)
+    ap.add_argument("--subset-users", type=int, default=64)
     ap.add_argument("--small-items", type=int, default=95_274)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--full", action="store_true", help="also every user over every item")

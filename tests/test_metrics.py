@@ -135,7 +135,7 @@ def test_evaluate_names_the_missing_column(tmp_path, capsys):
 def test_topk_streaming_blocks_match_a_brute_force_oracle_with_ties(seed):
     """Many small item blocks (the running-threshold path) against a full lexsort, ties at every cut."""
     rng = np.random.default_rng(seed)
-    n, m, r = int(rng.integers(1, 40)), int(rng.integers(1, 300)), int(rng.integers(1, 5))
+    n, m, r = int(rng.integers(1, 40)), int(rng.integers(1, 400)), int(rng.integers(1, 5))
     users = rng.integers(-2, 3, size=(n, r)).astype(np.float32)
     items = rng.integers(-2, 3, size=(m, r)).astype(np.float32)
     exclude = sp.random(n, m, density=float(rng.uniform(0, 0.5)), random_state=seed, format="csr")
@@ -149,17 +149,17 @@ def test_topk_streaming_blocks_match_a_brute_force_oracle_with_ties(seed):
             for u in range(n):
                 order = [i for i in np.lexsort((np.arange(m), -s[u])) if np.isfinite(s[u, i])][:k]
                 want[u, : len(order)] = order
-            for bs, ib, th in [(None, 4096, None), (3, 1, 1), (5, 7, 2), (64, 13, 2)]:
+            for bs, ib, th in [(None, 4096, None), (3, 1, 1), (5, 7, 2), (64, 13, 2), (4, 64, 2), (9, 128, 1)]:
                 got = topk(users, items, k, exclude=ex, block_size=bs, item_block=ib, threads=th)
                 assert got.dtype == np.int32 and np.array_equal(got, want), (k, bs, ib, th)
 
 
-def test_topk_float_scores_match_the_previous_full_partition():
-    """Real-valued factors: the streamed result equals one matrix product + lexsort of each row."""
+def test_topk_fractional_scores_with_duplicate_items_match_a_full_sort():
+    """Fractional (dyadic, so exactly summed in any order) factors, duplicated item rows tied at every rank."""
     rng = np.random.default_rng(3)
-    users = rng.standard_normal((37, 8)).astype(np.float32)
-    items = np.repeat(rng.standard_normal((500, 8)).astype(np.float32), 3, axis=0)  # exact duplicate rows: ties
-    full = users @ items.T
+    users = (rng.integers(-64, 65, size=(37, 8)) / 32).astype(np.float32)
+    items = np.repeat((rng.integers(-64, 65, size=(500, 8)) / 32).astype(np.float32), 3, axis=0)
+    full = users.astype(np.float64) @ items.T.astype(np.float64)
     want = np.array([np.lexsort((np.arange(full.shape[1]), -row))[:50] for row in full])
-    got = topk(users, items, 50, block_size=10, item_block=64)
-    assert np.array_equal(got, want)
+    for bs, ib in [(10, 64), (None, 128), (37, 4096)]:
+        assert np.array_equal(topk(users, items, 50, block_size=bs, item_block=ib), want), (bs, ib)

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 __all__ = ["topk", "topk_for_scores", "rank_rows"]
 
 USER_BLOCK = 256  # users scored together (measured best with ITEM_BLOCK on 2 cores, rank 25)
-ITEM_BLOCK = 4096  # items per matrix product: a 256 x 4096 float32 score block is 4 MB
-SEGMENT = 256  # items per threshold check inside a block
+ITEM_BLOCK = 4096  # items per matrix product: a 4096 x 256 float32 score block is 4 MB
+SEGMENT = 64  # items per threshold check inside a block (measured best of 64, 128, 256)
 
 
 def rank_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -138,29 +138,34 @@ def _topk_block(users: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_ma
         coo = exclude.tocoo()
         o = np.argsort(coo.col, kind="stable")
         ex_r, ex_c = coo.row[o], coo.col[o]
-    buf = np.empty((n, min(item_block, m)), dtype=np.float32)
+    # scores item-major (items x users): the segment maxima then reduce over a middle axis,
+    # an elementwise maximum of contiguous rows, which vectorizes (user-major is ~30% slower)
+    users_t = users.T
+    buf = np.empty((min(item_block, m), n), dtype=np.float32)
     for j in range(0, m, item_block):
         w = min(item_block, m - j)
-        s = buf if w == buf.shape[1] else np.empty((n, w), dtype=np.float32)
-        np.matmul(users, items[j : j + w].T, out=s)
+        s = buf[:w]
+        np.matmul(items[j : j + w], users_t, out=s)
         if ex_c is not None:
             a, b = np.searchsorted(ex_c, [j, j + w])
-            s[ex_r[a:b], ex_c[a:b] - j] = -np.inf
+            s[ex_c[a:b] - j, ex_r[a:b]] = -np.inf
         thr = pool.thr
         if j == 0:
             # first block: its K-th best (ties kept) bounds the candidates; excluded items never enter
-            cut = np.partition(s, w - k, axis=1)[:, w - k : w - k + 1] if w > k else -np.inf
-            rows, cols = np.nonzero((s >= cut) & (s > -np.inf))
+            cut = np.partition(s, w - k, axis=0)[w - k] if w > k else -np.inf
+            cols, rows = np.nonzero((s >= cut) & (s > -np.inf))
         elif w % SEGMENT == 0:
-            seg = s.reshape(n, w // SEGMENT, SEGMENT)
-            hr, hs = np.nonzero(seg.max(axis=2) > thr[:, None])
-            if hr.size == 0:
+            seg = s.reshape(w // SEGMENT, SEGMENT, n)
+            hs, hu = np.nonzero(seg.max(axis=1) > thr)
+            if hs.size == 0:
                 continue
-            rr, cc = np.nonzero(seg[hr, hs] > thr[hr, None])
-            rows, cols = hr[rr], hs[rr] * SEGMENT + cc
+            rr, cc = np.nonzero(seg[hs, :, hu] > thr[hu, None])
+            rows, cols = hu[rr], hs[rr] * SEGMENT + cc
         else:
-            rows, cols = np.nonzero(s > thr[:, None])
-        pool.add(rows, cols + j, s[rows, cols])
+            cols, rows = np.nonzero(s > thr)
+        order = np.lexsort((cols, rows))
+        rows, cols = rows[order], cols[order]
+        pool.add(rows, cols + j, s[cols, rows])
         if j == 0:
             pool.prune(np.arange(n))
     pool.prune(np.arange(n))
