@@ -34,6 +34,15 @@ def test_same_arguments_give_byte_identical_files_and_other_seeds_differ(log, tm
     assert len(list((out / "interactions").glob("*.parquet"))) >= 3  # written in chunks
 
 
+def test_demo_track_table_is_written_in_chunks_with_the_same_content(log, tmp_path):
+    import pyarrow.parquet as pq
+
+    _, summary, _, tracks = log
+    again = synth.generate(tmp_path / "chunked", n_listens=60_000, seed=5, chunk_rows=20_000, track_chunk=2_000)
+    assert again == summary and pq.ParquetFile(tmp_path / "chunked" / "tracks.parquet").num_row_groups >= 3
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "chunked" / "tracks.parquet"), tracks)
+
+
 def test_schema_counts_and_time_range(log):
     _, summary, listens, tracks = log
     assert list(listens.columns) == ["user_id", "recording_msid", "timestamp"]

@@ -60,9 +60,10 @@ def _ids(prefix: str, idx: np.ndarray, width: int) -> pa.Array:
     return pc.binary_join_element_wise(prefix, s, "")
 
 
-def _names(rng: np.random.Generator, n: int, words: int) -> np.ndarray:
-    parts = _SYLLABLES[rng.integers(0, len(_SYLLABLES), size=(n, words))]
-    return np.array([" ".join(p).title() for p in parts.reshape(n, -1)], dtype=object)
+def _spell(syllables: np.ndarray) -> np.ndarray:
+    """Names from rows of syllable numbers: ``[[0, 1]]`` -> ``["Ka Lo"]``."""
+    parts = _SYLLABLES[syllables]
+    return np.array([" ".join(p).title() for p in parts], dtype=object)
 
 
 def _variant(name: str, how: int) -> str:
@@ -78,7 +79,7 @@ def generate(
     out_dir: str | Path, *, shape: str = "demo", n_listens: int = 200_000, n_users: int | None = None, n_tracks: int | None = None,
     n_clusters: int = 40, seed: int = 0, duplicate_share: float = 0.005, mbid_share: float = 0.7,
     name_dup_share: float = 0.02, start: str = "2023-01-01", days: int = 730, chunk_rows: int = 1_000_000,
-    zipf_a: float = 1.0, track_chunk: int = 1_000_000,
+    zipf_a: float = 1.0, track_chunk: int = 1 << 20,
 ) -> dict[str, Any]:
     """Write the log into ``out_dir`` (replaced atomically) and return its summary."""
     if shape == "seed":
@@ -151,27 +152,34 @@ def generate(
             dups += n_dup
             lo, part = hi, part + 1
 
-        # the track table: names, and a MusicBrainz id for a share of tracks
+        # the track table: names, and a MusicBrainz id for a share of tracks. Names are kept as
+        # syllable numbers and spelled a chunk at a time (no per-track strings in one piece)
         n_artists = max(10, n_tracks // 10)
-        artist_names = _names(rng, n_artists, 2)
-        artist_of = rng.integers(0, n_artists, size=n_tracks)
+        artist_syl = rng.integers(0, len(_SYLLABLES), size=(n_artists, 2)).astype(np.uint8)
+        artist_of = rng.integers(0, n_artists, size=n_tracks).astype(np.int32)
         has_mbid = rng.random(n_tracks) < mbid_share
-        artist = artist_names[artist_of]
-        title = _names(rng, n_tracks, 3)
+        title_syl = rng.integers(0, len(_SYLLABLES), size=(n_tracks, 3)).astype(np.uint8)
         no_mbid = np.flatnonzero(~has_mbid)
         n_variants = int(round(name_dup_share * no_mbid.size)) // 2
         pairs = rng.choice(no_mbid, size=(n_variants, 2), replace=False) if n_variants else np.empty((0, 2), int)
-        for j, (a, b) in enumerate(pairs):
-            artist[b], title[b] = _variant(artist[a], j % 3), _variant(title[a], (j + 1) % 3)
-        mbid = pc.binary_join_element_wise("00000000-0000-4000-8000-", pc.utf8_lpad(
-            pa.array(np.arange(n_tracks), pa.int64()).cast(pa.string()), width=12, padding="0"), "")
-        mbid = pc.if_else(pa.array(has_mbid), mbid, pa.nulls(n_tracks, pa.string()))
-        pq.write_table(pa.table({
-            "recording_msid": _ids("msid-", np.arange(n_tracks), 9),
-            "artist_name": pa.array(artist.tolist(), pa.string()),
-            "track_name": pa.array(title.tolist(), pa.string()),
-            "recording_mbid": mbid,
-        }), tmp / "tracks.parquet", compression="snappy")
+        by_b = pairs[np.argsort(pairs[:, 1])] if len(pairs) else pairs
+        how_b = np.argsort(pairs[:, 1]) if len(pairs) else np.empty(0, int)  # j of each pair, in b order
+        schema = pa.schema([("recording_msid", pa.string()), ("artist_name", pa.string()),
+                            ("track_name", pa.string()), ("recording_mbid", pa.string())])
+        with pq.ParquetWriter(tmp / "tracks.parquet", schema, compression="snappy") as writer:
+            for c0 in range(0, n_tracks, track_chunk):
+                ids = np.arange(c0, min(n_tracks, c0 + track_chunk))
+                artist = _spell(artist_syl[artist_of[ids]])
+                title = _spell(title_syl[ids])
+                lo_b, hi_b = np.searchsorted(by_b[:, 1], [ids[0], ids[-1] + 1])
+                for (a, b), j in zip(by_b[lo_b:hi_b], how_b[lo_b:hi_b]):
+                    artist[b - c0] = _variant(_spell(artist_syl[artist_of[a : a + 1]])[0], j % 3)
+                    title[b - c0] = _variant(_spell(title_syl[a : a + 1])[0], (j + 1) % 3)
+                mbid = pc.binary_join_element_wise("00000000-0000-4000-8000-", pc.utf8_lpad(
+                    pa.array(ids, pa.int64()).cast(pa.string()), width=12, padding="0"), "")
+                mbid = pc.if_else(pa.array(has_mbid[ids]), mbid, pa.nulls(ids.size, pa.string()))
+                writer.write_table(pa.table([_ids("msid-", ids, 9), pa.array(artist.tolist(), pa.string()),
+                                             pa.array(title.tolist(), pa.string()), mbid], schema=schema))
         summary = {
             "listens": written, "duplicates_planted": dups, "users": n_users, "tracks": n_tracks,
             "tracks_with_mbid": int(has_mbid.sum()), "name_variant_pairs": int(len(pairs)),

@@ -1,10 +1,17 @@
 """Exact top-K by blocked matrix products and a running threshold.
 
 A block of users streams over blocks of items: each is one ``float32`` matrix product, and
-each user keeps its K best so far and their K-th score; an item block only costs a row
-maximum unless it beats that threshold (see ``_topk_block``). Rankings are deterministic: descending
-score, ties broken by item index ascending (also at the K-th place). Excluded items score
-``-inf`` and never appear; a row with fewer than K eligible items is padded with -1.
+each user keeps its K best so far and their K-th score; an item block mostly costs one
+maximum per short segment of items, and only segments above a user's threshold are searched
+(see ``_topk_block``). Rankings are deterministic: descending score, ties broken by item
+index ascending (also at the K-th place). Excluded items score ``-inf`` and never appear; a
+row with fewer than K eligible items is padded with -1.
+
+Exact means exact over the ``float32`` scores the matrix products return. BLAS may round a
+float32 product differently for different block shapes, so items whose scores agree to
+float32 precision can swap places between block layouts (the previous implementation did
+the same between catalogue sizes); with exactly representable sums (the tests' factors)
+every layout gives the same lists.
 """
 
 from __future__ import annotations
@@ -46,14 +53,6 @@ def rank_rows(scores: np.ndarray, k: int) -> np.ndarray:
     rows, cols, vals, rank = rows[keep], cols[keep], vals[keep], rank[keep]
     out[rows, rank] = np.where(np.isposinf(vals), -1, cols)
     return out
-
-
-def _exclude(block: np.ndarray, exclude: sp.csr_matrix | None, start: int) -> None:
-    if exclude is None:
-        return
-    rows = exclude[start : start + block.shape[0]]
-    r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
-    block[r, rows.indices] = -np.inf
 
 
 class _Pool:
