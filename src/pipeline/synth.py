@@ -25,8 +25,8 @@ duplicates. ``seed`` reproduces the seed's ListenBrainz data (179M listens, ~8k 
   history stays in the hundreds of listens at small sizes instead of thinning to a few;
 * a catalogue of 0.22 x listens candidate tracks with Zipf popularity (exponent 0.97),
   inside the same planted taste clusters; the tracks actually heard make ``tracks.parquet``:
-  about 0.13 x listens (~22M at 179M), of which the share heard once grows slowly with
-  size, ~42% at 1M listens, ~45% at 20M, ~47% at 179M (seed: "over 45%");
+  about 0.13 x listens, of which the share heard once grows slowly with size (measured:
+  43% at 1M listens, 47% at 20M; the seed: "over 45%");
 * duplicates at the seed's rate (15k / 179M), 30% of tracks without an MBID.
 
 The seed shape streams the track table too: names are a hash of the track id (no
