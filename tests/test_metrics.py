@@ -163,3 +163,17 @@ def test_topk_fractional_scores_with_duplicate_items_match_a_full_sort():
     want = np.array([np.lexsort((np.arange(full.shape[1]), -row))[:50] for row in full])
     for bs, ib in [(10, 64), (None, 128), (37, 4096)]:
         assert np.array_equal(topk(users, items, 50, block_size=bs, item_block=ib), want), (bs, ib)
+
+
+@pytest.mark.parametrize("item_block", [1, 7, 64, 4096])
+def test_topk_rising_scores_fill_and_prune_the_candidate_pools(item_block):
+    """Scores rising with the item index: every item beats the running threshold, pools fill up and are pruned."""
+    m = 2000
+    items = np.stack([np.arange(m, dtype=np.float32) / 8, np.zeros(m, np.float32)], axis=1)
+    items[1::2, 0] = items[0::2, 0]  # pairs of equal scores: the lower index first
+    users = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    for k in (1, 5, 100):
+        got = topk(users, items, k, item_block=item_block, block_size=2)
+        s = users.astype(np.float64) @ items.T.astype(np.float64)
+        want = np.array([np.lexsort((np.arange(m), -row))[:k] for row in s])
+        assert np.array_equal(got, want), k
