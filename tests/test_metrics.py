@@ -129,3 +129,51 @@ def test_evaluate_names_the_missing_column(tmp_path, capsys):
     assert evaluate_mod.main(["--recs", str(tmp_path / "recs.parquet"), "--truth", str(tmp_path / "truth.parquet")]) == 2
     err = capsys.readouterr().err
     assert "recs.parquet" in err and "['user']" in err and "user_id" in err
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_topk_streaming_blocks_match_a_brute_force_oracle_with_ties(seed):
+    """Many small item blocks (the running-threshold path) against a full lexsort, ties at every cut."""
+    rng = np.random.default_rng(seed)
+    n, m, r = int(rng.integers(1, 40)), int(rng.integers(1, 400)), int(rng.integers(1, 5))
+    users = rng.integers(-2, 3, size=(n, r)).astype(np.float32)
+    items = rng.integers(-2, 3, size=(m, r)).astype(np.float32)
+    exclude = sp.random(n, m, density=float(rng.uniform(0, 0.5)), random_state=seed, format="csr")
+    scores = (users.astype(np.float64) @ items.T.astype(np.float64))
+    for k in (1, 3, 17, m, m + 5):
+        for ex in (None, exclude):
+            s = scores.copy()
+            if ex is not None:
+                s[ex.toarray() != 0] = -np.inf
+            want = np.full((n, k), -1)
+            for u in range(n):
+                order = [i for i in np.lexsort((np.arange(m), -s[u])) if np.isfinite(s[u, i])][:k]
+                want[u, : len(order)] = order
+            for bs, ib, th in [(None, 4096, None), (3, 1, 1), (5, 7, 2), (64, 13, 2), (4, 64, 2), (9, 128, 1)]:
+                got = topk(users, items, k, exclude=ex, block_size=bs, item_block=ib, threads=th)
+                assert got.dtype == np.int32 and np.array_equal(got, want), (k, bs, ib, th)
+
+
+def test_topk_fractional_scores_with_duplicate_items_match_a_full_sort():
+    """Fractional (dyadic, so exactly summed in any order) factors, duplicated item rows tied at every rank."""
+    rng = np.random.default_rng(3)
+    users = (rng.integers(-64, 65, size=(37, 8)) / 32).astype(np.float32)
+    items = np.repeat((rng.integers(-64, 65, size=(500, 8)) / 32).astype(np.float32), 3, axis=0)
+    full = users.astype(np.float64) @ items.T.astype(np.float64)
+    want = np.array([np.lexsort((np.arange(full.shape[1]), -row))[:50] for row in full])
+    for bs, ib in [(10, 64), (None, 128), (37, 4096)]:
+        assert np.array_equal(topk(users, items, 50, block_size=bs, item_block=ib), want), (bs, ib)
+
+
+@pytest.mark.parametrize("item_block", [1, 7, 64, 4096])
+def test_topk_rising_scores_fill_and_prune_the_candidate_pools(item_block):
+    """Scores rising with the item index: every item beats the running threshold, pools fill up and are pruned."""
+    m = 2000
+    items = np.stack([np.arange(m, dtype=np.float32) / 8, np.zeros(m, np.float32)], axis=1)
+    items[1::2, 0] = items[0::2, 0]  # pairs of equal scores: the lower index first
+    users = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    for k in (1, 5, 100):
+        got = topk(users, items, k, item_block=item_block, block_size=2)
+        s = users.astype(np.float64) @ items.T.astype(np.float64)
+        want = np.array([np.lexsort((np.arange(m), -row))[:k] for row in s])
+        assert np.array_equal(got, want), k

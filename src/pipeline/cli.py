@@ -98,7 +98,7 @@ def _partition(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from pipeline import synth
 
-    argv = ["--out", args.out, "--listens", str(args.listens), "--seed", str(args.seed)]
+    argv = ["--out", args.out, "--listens", str(args.listens), "--seed", str(args.seed), "--shape", args.shape]
     if args.users:
         argv += ["--users", str(args.users)]
     if args.tracks:
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--users", type=int)
     s.add_argument("--tracks", type=int)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", choices=["demo", "seed"], default="demo",
+                   help="demo: the demo's proportions; seed: the seed's ListenBrainz shape scaled to --listens")
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("ingest", help="load, validate (quarantine), canonical tracks, dedup, ID map")

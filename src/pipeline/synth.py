@@ -15,6 +15,22 @@ Written in the ListenBrainz layout the ``listenbrainz`` loader reads::
 
 Generation streams in chunks of users, so memory stays bounded at any size; the same
 arguments give byte-identical files.
+
+Two shapes. ``demo`` (the default, what ``make demo`` and the tests use): users =
+listens / 70 (50 to 8,000), tracks = listens / 8, Zipf exponent 1 over every track, 0.5%
+duplicates. ``seed`` reproduces the seed's ListenBrainz data (179M listens, ~8k users,
+~23M tracks, over 45% of tracks heard once, ~15k duplicate listens) at any size:
+
+* users = listens / 500, between 50 and 8,000 (8,000 from 4M listens on), so a median
+  history stays in the hundreds of listens at small sizes instead of thinning to a few;
+* a catalogue of 0.22 x listens candidate tracks with Zipf popularity (exponent 0.97),
+  inside the same planted taste clusters; the tracks actually heard make ``tracks.parquet``:
+  about 0.13 x listens, of which the share heard once grows slowly with size (measured:
+  43% at 1M listens, 47% at 20M; the seed: "over 45%");
+* duplicates at the seed's rate (15k / 179M), 30% of tracks without an MBID.
+
+The seed shape streams the track table too: names are a hash of the track id (no
+per-track strings kept), so memory is a few O(catalogue) arrays of numbers plus one chunk.
 """
 
 from __future__ import annotations
@@ -44,9 +60,10 @@ def _ids(prefix: str, idx: np.ndarray, width: int) -> pa.Array:
     return pc.binary_join_element_wise(prefix, s, "")
 
 
-def _names(rng: np.random.Generator, n: int, words: int) -> np.ndarray:
-    parts = _SYLLABLES[rng.integers(0, len(_SYLLABLES), size=(n, words))]
-    return np.array([" ".join(p).title() for p in parts.reshape(n, -1)], dtype=object)
+def _spell(syllables: np.ndarray) -> np.ndarray:
+    """Names from rows of syllable numbers: ``[[0, 1]]`` -> ``["Ka Lo"]``."""
+    parts = _SYLLABLES[syllables]
+    return np.array([" ".join(p).title() for p in parts], dtype=object)
 
 
 def _variant(name: str, how: int) -> str:
@@ -59,12 +76,19 @@ def _variant(name: str, how: int) -> str:
 
 
 def generate(
-    out_dir: str | Path, *, n_listens: int = 200_000, n_users: int | None = None, n_tracks: int | None = None,
+    out_dir: str | Path, *, shape: str = "demo", n_listens: int = 200_000, n_users: int | None = None, n_tracks: int | None = None,
     n_clusters: int = 40, seed: int = 0, duplicate_share: float = 0.005, mbid_share: float = 0.7,
     name_dup_share: float = 0.02, start: str = "2023-01-01", days: int = 730, chunk_rows: int = 1_000_000,
-    zipf_a: float = 1.0,
+    zipf_a: float = 1.0, track_chunk: int = 1 << 20,
 ) -> dict[str, Any]:
     """Write the log into ``out_dir`` (replaced atomically) and return its summary."""
+    if shape == "seed":
+        return generate_seed(out_dir, n_listens=n_listens, n_users=n_users, n_tracks=n_tracks,
+                             n_clusters=n_clusters, seed=seed, mbid_share=mbid_share,
+                             name_dup_share=name_dup_share, start=start, days=days, chunk_rows=chunk_rows,
+                             track_chunk=track_chunk)
+    if shape != "demo":
+        raise ValueError(f"shape={shape!r}: expected 'demo' or 'seed'")
     if n_listens < 1:
         raise ValueError(f"n_listens={n_listens!r} must be >= 1")
     if not 0 <= duplicate_share < 1 or not 0 <= mbid_share <= 1:
@@ -128,30 +152,188 @@ def generate(
             dups += n_dup
             lo, part = hi, part + 1
 
-        # the track table: names, and a MusicBrainz id for a share of tracks
+        # the track table: names, and a MusicBrainz id for a share of tracks. Names are kept as
+        # syllable numbers and spelled a chunk at a time (no per-track strings in one piece)
         n_artists = max(10, n_tracks // 10)
-        artist_names = _names(rng, n_artists, 2)
-        artist_of = rng.integers(0, n_artists, size=n_tracks)
+        artist_syl = rng.integers(0, len(_SYLLABLES), size=(n_artists, 2)).astype(np.uint8)
+        artist_of = rng.integers(0, n_artists, size=n_tracks).astype(np.int32)
         has_mbid = rng.random(n_tracks) < mbid_share
-        artist = artist_names[artist_of]
-        title = _names(rng, n_tracks, 3)
+        title_syl = rng.integers(0, len(_SYLLABLES), size=(n_tracks, 3)).astype(np.uint8)
         no_mbid = np.flatnonzero(~has_mbid)
         n_variants = int(round(name_dup_share * no_mbid.size)) // 2
         pairs = rng.choice(no_mbid, size=(n_variants, 2), replace=False) if n_variants else np.empty((0, 2), int)
-        for j, (a, b) in enumerate(pairs):
-            artist[b], title[b] = _variant(artist[a], j % 3), _variant(title[a], (j + 1) % 3)
-        mbid = pc.binary_join_element_wise("00000000-0000-4000-8000-", pc.utf8_lpad(
-            pa.array(np.arange(n_tracks), pa.int64()).cast(pa.string()), width=12, padding="0"), "")
-        mbid = pc.if_else(pa.array(has_mbid), mbid, pa.nulls(n_tracks, pa.string()))
-        pq.write_table(pa.table({
-            "recording_msid": _ids("msid-", np.arange(n_tracks), 9),
-            "artist_name": pa.array(artist.tolist(), pa.string()),
-            "track_name": pa.array(title.tolist(), pa.string()),
-            "recording_mbid": mbid,
-        }), tmp / "tracks.parquet", compression="snappy")
+        by_b = pairs[np.argsort(pairs[:, 1])] if len(pairs) else pairs
+        how_b = np.argsort(pairs[:, 1]) if len(pairs) else np.empty(0, int)  # j of each pair, in b order
+        schema = pa.schema([("recording_msid", pa.string()), ("artist_name", pa.string()),
+                            ("track_name", pa.string()), ("recording_mbid", pa.string())])
+        with pq.ParquetWriter(tmp / "tracks.parquet", schema, compression="snappy") as writer:
+            for c0 in range(0, n_tracks, track_chunk):
+                ids = np.arange(c0, min(n_tracks, c0 + track_chunk))
+                artist = _spell(artist_syl[artist_of[ids]])
+                title = _spell(title_syl[ids])
+                lo_b, hi_b = np.searchsorted(by_b[:, 1], [ids[0], ids[-1] + 1])
+                for (a, b), j in zip(by_b[lo_b:hi_b], how_b[lo_b:hi_b]):
+                    artist[b - c0] = _variant(_spell(artist_syl[artist_of[a : a + 1]])[0], j % 3)
+                    title[b - c0] = _variant(_spell(title_syl[a : a + 1])[0], (j + 1) % 3)
+                mbid = pc.binary_join_element_wise("00000000-0000-4000-8000-", pc.utf8_lpad(
+                    pa.array(ids, pa.int64()).cast(pa.string()), width=12, padding="0"), "")
+                mbid = pc.if_else(pa.array(has_mbid[ids]), mbid, pa.nulls(ids.size, pa.string()))
+                writer.write_table(pa.table([_ids("msid-", ids, 9), pa.array(artist.tolist(), pa.string()),
+                                             pa.array(title.tolist(), pa.string()), mbid], schema=schema))
         summary = {
             "listens": written, "duplicates_planted": dups, "users": n_users, "tracks": n_tracks,
             "tracks_with_mbid": int(has_mbid.sum()), "name_variant_pairs": int(len(pairs)),
+            "clusters": n_clusters, "seed": seed, "start": start, "days": days,
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+SEED_USERS_PER_LISTEN = 1 / 500
+SEED_CATALOGUE_PER_LISTEN = 0.22
+SEED_ZIPF = 0.97
+SEED_DUPLICATE_SHARE = 15_000 / 179_000_000
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray, salt: int) -> np.ndarray:
+    """splitmix64 of ``x`` (uint64) under ``salt``: a fixed pseudo-random function of a track id."""
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) * np.uint64(8) + np.uint64(salt & 0xFFFFFFFF) * _GOLDEN + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _hash_names(ids: np.ndarray, words: int, salt: int) -> pa.Array:
+    syl = pa.array(_SYLLABLES.tolist(), pa.string())
+    parts = [syl.take(pa.array((_mix(ids, salt + w) % np.uint64(len(_SYLLABLES))).astype(np.int64)))
+             for w in range(words)]
+    return pc.utf8_title(pc.binary_join_element_wise(*parts, " "))
+
+
+def _sample(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
+
+
+def generate_seed(
+    out_dir: str | Path, *, n_listens: int, n_users: int | None = None, n_tracks: int | None = None,
+    n_clusters: int = 40, seed: int = 0, mbid_share: float = 0.7, name_dup_share: float = 0.02,
+    duplicate_share: float = SEED_DUPLICATE_SHARE, start: str = "2023-01-01", days: int = 730,
+    chunk_rows: int = 1_000_000, track_chunk: int = 1_000_000,
+) -> dict[str, Any]:
+    """The ``seed`` shape (module docstring); ``n_tracks`` sets the candidate catalogue."""
+    if n_listens < 1:
+        raise ValueError(f"n_listens={n_listens!r} must be >= 1")
+    n_users = n_users or int(np.clip(round(n_listens * SEED_USERS_PER_LISTEN), 50, 8000))
+    n_cat = n_tracks or max(1000, int(round(n_listens * SEED_CATALOGUE_PER_LISTEN)))
+    rng = np.random.default_rng([seed, 1])
+
+    # catalogue: a cluster each, Zipf popularity by a random rank; sampled through CDFs (float64)
+    cluster = rng.integers(0, n_clusters, size=n_cat).astype(np.int16)
+    weight = np.power(rng.permutation(n_cat).astype(np.float64) + 1.0, -SEED_ZIPF)
+    global_cdf = np.cumsum(weight)
+    global_cdf /= global_cdf[-1]
+    by_cluster = np.argsort(cluster, kind="stable").astype(np.int32)  # track ids grouped by cluster
+    bounds = np.searchsorted(cluster[by_cluster], np.arange(n_clusters + 1))
+    cluster_cdf = weight[by_cluster]
+    del weight, cluster
+    for c in range(n_clusters):
+        seg = cluster_cdf[bounds[c] : bounds[c + 1]]
+        np.cumsum(seg, out=seg)
+        if seg.size:
+            seg /= seg[-1]
+    counts = np.zeros(n_cat, dtype=np.int32)
+
+    user_cluster = rng.integers(0, n_clusters, size=n_users)
+    n_base = int(round(n_listens / (1 + duplicate_share)))
+    weights = rng.lognormal(0.0, 1.4, size=n_users)
+    lengths = 1 + rng.multinomial(max(0, n_base - n_users), weights / weights.sum())
+    period_us = days * 86_400 * 1_000_000
+    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+    span = rng.uniform(0.05, 1.0, size=n_users) * period_us
+    begin = rng.uniform(0, 1, size=n_users) * (period_us - span)
+
+    out_dir = Path(out_dir)
+    written = dups = 0
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "interactions").mkdir(parents=True)
+        cum = np.concatenate([[0], np.cumsum(lengths)])
+        lo = part = 0
+        while lo < n_users:
+            hi = int(min(n_users, max(lo + 1, np.searchsorted(cum, cum[lo] + chunk_rows, side="left"))))
+            users = np.repeat(np.arange(lo, hi), lengths[lo:hi])
+            n = users.size
+            tracks = np.empty(n, dtype=np.int64)
+            own = rng.random(n) < IN_CLUSTER
+            tracks[~own] = _sample(global_cdf, rng.random(int((~own).sum())))
+            clusters = user_cluster[users]
+            for c in np.unique(clusters[own]):
+                sel = own & (clusters == c)
+                a, b = bounds[c], bounds[c + 1]
+                if a == b:
+                    tracks[sel] = _sample(global_cdf, rng.random(int(sel.sum())))
+                else:
+                    tracks[sel] = by_cluster[a + _sample(cluster_cdf[a:b], rng.random(int(sel.sum())))]
+            ids, cnt = np.unique(tracks, return_counts=True)
+            counts[ids] += cnt.astype(np.int32)
+            ts = t0 + (begin[users] + rng.random(n) * span[users]).astype(np.int64)
+            n_dup = int(rng.binomial(n, duplicate_share)) if duplicate_share else 0
+            if n_dup:
+                pick = rng.choice(n, size=n_dup, replace=False)
+                users, tracks, ts = (np.concatenate([x, x[pick]]) for x in (users, tracks, ts))
+            order = np.lexsort((tracks, ts, users))
+            table = pa.table({
+                "user_id": _ids("u", users[order], 6),
+                "recording_msid": _ids("msid-", tracks[order], 9),
+                "timestamp": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
+            })
+            pq.write_table(table, tmp / "interactions" / f"part-{part:05d}.parquet", compression="snappy")
+            written += table.num_rows
+            dups += n_dup
+            lo, part = hi, part + 1
+        del global_cdf, cluster_cdf, by_cluster, users, tracks, ts, table
+
+        # the heard tracks, a chunk of catalogue ids at a time; names and MBIDs are hashes of the id
+        n_artists = max(10, n_cat // 10)
+        schema = pa.schema([("recording_msid", pa.string()), ("artist_name", pa.string()),
+                            ("track_name", pa.string()), ("recording_mbid", pa.string())])
+        n_heard = n_single = n_mbid = n_pairs = 0
+        with pq.ParquetWriter(tmp / "tracks.parquet", schema, compression="snappy") as writer:
+            for c0 in range(0, n_cat, track_chunk):
+                heard = c0 + np.flatnonzero(counts[c0 : c0 + track_chunk])
+                if heard.size == 0:
+                    continue
+                artist = _hash_names(_mix(heard, seed * 16 + 1) % np.uint64(n_artists), 2, seed * 16 + 2)
+                title = _hash_names(heard, 3, seed * 16 + 5)
+                has_mbid = (_mix(heard, seed * 16 + 9) >> np.uint64(11)).astype(np.float64) * 2.0**-53 < mbid_share
+                no_mbid = np.flatnonzero(~has_mbid)
+                n_var = int(round(name_dup_share * no_mbid.size)) // 2
+                if n_var:
+                    pairs = rng.choice(no_mbid, size=(n_var, 2), replace=False)
+                    pairs = pairs[np.argsort(pairs[:, 1])]
+                    mask = np.zeros(heard.size, dtype=bool)
+                    mask[pairs[:, 1]] = True
+                    src_a = artist.take(pa.array(pairs[:, 0])).to_pylist()
+                    src_t = title.take(pa.array(pairs[:, 0])).to_pylist()
+                    how = n_pairs + np.arange(n_var)
+                    artist = pc.replace_with_mask(artist, pa.array(mask), pa.array(
+                        [_variant(x, int(h) % 3) for x, h in zip(src_a, how)], pa.string()))
+                    title = pc.replace_with_mask(title, pa.array(mask), pa.array(
+                        [_variant(x, int(h + 1) % 3) for x, h in zip(src_t, how)], pa.string()))
+                mbid = pc.binary_join_element_wise("00000000-0000-4000-8000-", pc.utf8_lpad(
+                    pa.array(heard, pa.int64()).cast(pa.string()), width=12, padding="0"), "")
+                mbid = pc.if_else(pa.array(has_mbid), mbid, pa.nulls(heard.size, pa.string()))
+                writer.write_table(pa.table([_ids("msid-", heard, 9), artist, title, mbid], schema=schema))
+                n_heard += heard.size
+                n_single += int((counts[heard] == 1).sum())
+                n_mbid += int(has_mbid.sum())
+                n_pairs += n_var
+        summary = {
+            "shape": "seed", "listens": written, "duplicates_planted": dups, "users": n_users,
+            "tracks": n_heard, "catalogue": n_cat, "single_listen_tracks": n_single,
+            "single_listen_share": round(n_single / max(1, n_heard), 4),
+            "tracks_with_mbid": n_mbid, "name_variant_pairs": n_pairs,
             "clusters": n_clusters, "seed": seed, "start": start, "days": days,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -165,7 +347,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--users", type=int)
     p.add_argument("--tracks", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", choices=["demo", "seed"], default="demo",
+                   help="demo: the small demo's proportions; seed: the seed's ListenBrainz shape at this size")
     a = p.parse_args(argv)
-    summary = generate(a.out, n_listens=a.listens, n_users=a.users, n_tracks=a.tracks, seed=a.seed)
+    summary = generate(a.out, shape=a.shape, n_listens=a.listens, n_users=a.users, n_tracks=a.tracks, seed=a.seed)
     print(json.dumps(summary, indent=1))
     return summary
