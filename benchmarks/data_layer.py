@@ -1,8 +1,9 @@
 """Data-layer benchmark: listens per second through ingest (load + validate + quarantine), dedup + ID map,
-and the temporal_user split on Spark local[2], beside a single-process pyarrow/pandas reference doing the
-same steps, measured in the same run.
+and the temporal_user split on Spark local[2] (the pipeline's own session settings), beside a pyarrow/pandas
+reference doing the same steps on the same files, measured in the same run. The reference runs in a process
+of its own, so each peak-memory figure is that side's alone (the Spark one includes its JVM).
 
-    .venv/bin/python benchmarks/data_layer.py [--listens 1000000] [--listens 10000000 ...]
+    .venv/bin/python benchmarks/data_layer.py [--listens 1000000] [--listens 10000000 ...] [--shape seed]
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,22 +49,34 @@ def reference(raw: Path) -> int:
     return int(train.sum())
 
 
+def run_reference(raw: Path) -> tuple[float, float]:
+    """(seconds, peak MB) of :func:`reference` in a fresh Python process."""
+    code = ("import resource, sys, time; sys.path.insert(0, sys.argv[1]); import data_layer; t = time.perf_counter(); "
+            "data_layer.reference(__import__('pathlib').Path(sys.argv[2])); "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent), str(raw)],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--listens", type=int, action="append")
+    ap.add_argument("--shape", choices=("demo", "seed"), default="seed", help="synthetic log shape (pipeline synth --shape)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     a = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
+    from pipeline.spark import default_driver_memory, get_session
 
-    spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "8g")
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark = get_session("data-layer-benchmark", master="local[2]")
     spark.sparkContext.setLogLevel("ERROR")
     rows = []
     for n in a.listens or [1_000_000]:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=a.work) as tmp:
             tmp = Path(tmp)
-            synth.generate(tmp / "raw", n_listens=n, seed=0)
+            t0 = time.perf_counter()
+            synth.generate(tmp / "raw", n_listens=n, seed=0, shape=a.shape)
+            print(f"{n:,} listens ({a.shape} shape) written in {time.perf_counter() - t0:.0f} s", flush=True)
             cfg = IngestConfig(input_path=str(tmp / "raw"))
             as_of = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
             with measure() as m_val:
@@ -72,8 +87,7 @@ def main() -> None:
             with measure() as m_split:
                 split.split(tmp / "ingest" / "listens", tmp / "split", SplitConfig(), has_timestamps=True, spark=spark,
                             shape=(d["n_users_mapped"], d["n_tracks_mapped"]))
-            with measure() as m_ref:
-                reference(tmp / "raw")
+            ref_seconds, ref_mb = run_reference(tmp / "raw")
             total = m_val.seconds + m_dedup.seconds + m_split.seconds
             for name, m in (("validate (load, GE, quarantine)", m_val), ("dedup + ID map", m_dedup),
                             ("split (temporal_user + test window)", m_split)):
@@ -81,11 +95,12 @@ def main() -> None:
                              "listens/s": n / m.seconds, "peak MB": m.peak_mb})
             rows.append({"listens": f"{n:,}", "stage": "Spark local[2]: all three", "seconds": total,
                          "listens/s": n / total, "peak MB": max(m_val.peak_mb, m_dedup.peak_mb, m_split.peak_mb)})
-            rows.append({"listens": f"{n:,}", "stage": "reference: pandas/pyarrow, one process", "seconds": m_ref.seconds,
-                         "listens/s": n / m_ref.seconds, "peak MB": m_ref.peak_mb})
+            rows.append({"listens": f"{n:,}", "stage": "reference: pandas/pyarrow, one process", "seconds": ref_seconds,
+                         "listens/s": n / ref_seconds, "peak MB": ref_mb})
             assert v["rows_in"] == d["rows_out"] + d["duplicates"] + v["quarantined"]
     spark.stop()
-    print(f"\n{os.cpu_count()} cores; peak MB covers this process and the Spark JVM\n")
+    print(f"\n{os.cpu_count()} cores; Spark local[2], driver memory {default_driver_memory()}; Spark peak MB covers this "
+          "process and the JVM; the reference runs in its own process\n")
     print(table(rows, ["listens", "stage", "seconds", "listens/s", "peak MB"]))
 
 

@@ -79,6 +79,39 @@ def test_generic_parquet(spark, tmp_path):
     assert rows(loaded)["track_mbid"].tolist() == ["m"] and loaded.has_timestamps
 
 
+def test_source_row_is_file_order_then_line_order_across_files_and_splits(spark, tmp_path):
+    """Spark packs file splits biggest first; source_row must still be path order, then line order."""
+    (tmp_path / "plays").mkdir()
+    sizes = {"a.csv": 5, "b.csv": 4000, "c.csv": 30}  # b is read first, in several splits
+    for name, n in sizes.items():
+        lines = "".join(f"{name}-{i},t{i}\n" for i in range(n))
+        (tmp_path / "plays" / name).write_text("user,track\n" + lines)
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "8k")
+    try:
+        df = load(spark, "generic", tmp_path / "plays", columns={"user_id": "user", "source_track_id": "track"}).df
+        got = df.select("source_row", "user_id").toPandas()
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+    expected = [f"{name}-{i}" for name, n in sizes.items() for i in range(n)]
+    assert sorted(got["source_row"]) == list(range(len(expected)))
+    assert got.sort_values("source_row")["user_id"].tolist() == expected
+
+
+def test_source_row_of_a_parquet_folder_follows_file_order(spark, tmp_path):
+    (tmp_path / "interactions").mkdir()
+    for part, users in (("part-0", ["a"]), ("part-1", ["b", "c"])):  # the bigger file is packed first
+        n = len(users) * 501
+        pq.write_table(pa.table({"user_id": users + ["x"] * (n - len(users)), "recording_msid": ["m"] * n,
+                                 "timestamp": pa.array([1_700_000_000_000_000] * n, pa.timestamp("us", tz="UTC"))}),
+                       tmp_path / "interactions" / f"{part}.parquet")
+    pq.write_table(pa.table({"recording_msid": ["m"], "artist_name": ["X"], "track_name": ["Y"], "recording_mbid": ["mb"]}),
+                   tmp_path / "tracks.parquet")
+    df = rows(load(spark, "listenbrainz", tmp_path))
+    assert df["source_row"].tolist() == list(range(501 + 1002))
+    assert df["user_id"][0] == "a" and df["user_id"][501] == "b" and df["user_id"][502] == "c"
+
+
 @pytest.mark.parametrize("name,text,sep", [
     ("ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,11,3.5,964982224\n", ","),
     ("u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n", "\t"),

@@ -76,8 +76,8 @@ def load(spark: "SparkSession", root: Path, version: str | None = None) -> tuple
     )
 
 
-def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -> tuple["DataFrame", int, int]:
-    """Old map plus new keys with the next ids; returns (map, size, added)."""
+def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -> tuple["DataFrame", int, "DataFrame"]:
+    """Old map plus new keys with the next ids; returns (map, size, the new rows, cached)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
@@ -88,14 +88,14 @@ def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -
         next_id = 0
     else:
         next_id = (old.agg(F.max("id")).first()[0] or -1) + 1
-    new = keys.join(old.select("key"), "key", "left_anti").orderBy("key")
-    indexed = new.rdd.map(lambda row: row[0]).zipWithIndex().map(lambda kv: (kv[0], next_id + kv[1]))
-    added_df = spark.createDataFrame(indexed, schema)
+    # new keys in sorted order: a range-partitioned sort, numbered in the JVM partition by partition
+    new = keys.join(old.select("key"), "key", "left_anti").orderBy("key").zipWithIndex("_i")
+    added_df = new.select("key", (F.col("_i") + next_id).cast("int").alias("id")).cache()
     added = added_df.count()
     size = next_id + added
     if size - 1 > _MAX_ID:
         raise OverflowError(f"the ID map would exceed int32 ({size} ids)")
-    return old.unionByName(added_df), size, added
+    return old.unionByName(added_df), size, added_df
 
 
 def update(spark: "SparkSession", root: Path, users: "DataFrame", tracks: "DataFrame") -> tuple[IdMap, dict[str, int]]:
@@ -110,14 +110,18 @@ def update(spark: "SparkSession", root: Path, users: "DataFrame", tracks: "DataF
         old_users = old_tracks = None
         if current is not None:
             old_users, old_tracks, _ = load(spark, root, current)
-        new_users, n_users, added_users = _extend(spark, old_users, users)
-        new_tracks, n_tracks, added_tracks = _extend(spark, old_tracks, tracks)
-        added = {"users_added": added_users, "tracks_added": added_tracks}
-        if current is not None and not (added_users or added_tracks):
-            return IdMap(root, current, n_users, n_tracks), added
-        version = f"v{int(current[1:]) + 1 if current else 1:06d}"
-        with atomic_dir(root / version) as tmp:
-            new_users.coalesce(1).write.parquet(str(tmp / "users"))
-            new_tracks.repartition(max(1, n_tracks // 2_000_000)).write.parquet(str(tmp / "tracks"))
-        atomic_write_text(root / "CURRENT", version + "\n")
-        return IdMap(root, version, n_users, n_tracks), added
+        new_users, n_users, user_rows = _extend(spark, old_users, users)
+        new_tracks, n_tracks, track_rows = _extend(spark, old_tracks, tracks)
+        try:
+            added = {"users_added": user_rows.count(), "tracks_added": track_rows.count()}
+            if current is not None and not (added["users_added"] or added["tracks_added"]):
+                return IdMap(root, current, n_users, n_tracks), added
+            version = f"v{int(current[1:]) + 1 if current else 1:06d}"
+            with atomic_dir(root / version) as tmp:
+                new_users.coalesce(1).write.parquet(str(tmp / "users"))
+                new_tracks.repartition(max(1, n_tracks // 2_000_000)).write.parquet(str(tmp / "tracks"))
+            atomic_write_text(root / "CURRENT", version + "\n")
+            return IdMap(root, version, n_users, n_tracks), added
+        finally:
+            user_rows.unpersist()
+            track_rows.unpersist()

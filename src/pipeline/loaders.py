@@ -38,13 +38,41 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _with_row_numbers(df: "DataFrame") -> "DataFrame":
-    """A dense, deterministic 0-based ``source_row`` (file order, then row order in the file)."""
-    from pyspark.sql.types import LongType, StructField, StructType
+_POSITION = ("_file", "_block", "_mid")
 
-    indexed = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
-    schema = StructType([*df.schema.fields, StructField("source_row", LongType(), False)])
-    return df.sparkSession.createDataFrame(indexed, schema)
+
+def _positioned(df: "DataFrame") -> "DataFrame":
+    """``df`` straight from a file read, with where each row sits: file, split start, scan order.
+
+    Must be applied to the read itself: the hidden ``_metadata`` column is gone after a select.
+    """
+    from pyspark.sql import functions as F
+
+    return df.select("*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.file_block_start").alias("_block"),
+                     F.monotonically_increasing_id().alias("_mid"))
+
+
+def _with_row_numbers(df: "DataFrame") -> "DataFrame":
+    """A dense 0-based ``source_row``: files in path order, then row order in each file.
+
+    ``df`` comes from :func:`_positioned`. A file split is read whole by one task in file order,
+    so a row's place in its split is its scan id minus the split's first scan id; one small
+    aggregation (a row per split) gives each split's offset. All of it runs in the JVM, and the
+    numbers do not depend on how Spark packs splits into partitions.
+    """
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    splits = (df.groupBy("_file", "_block").agg(F.count(F.lit(1)).alias("n"), F.min("_mid").alias("first"))
+              .orderBy("_file", "_block").collect())
+    offsets, total = [], 0
+    for s in splits:
+        offsets.append((s["_file"], s["_block"], total - s["first"]))
+        total += s["n"]
+    shift = spark.createDataFrame(offsets, "_file string, _block long, _shift long")
+    return (df.join(F.broadcast(shift), ["_file", "_block"])
+            .withColumn("source_row", F.col("_mid") + F.col("_shift"))
+            .drop(*_POSITION, "_shift"))
 
 
 def _finish(df: "DataFrame", *, timestamp: "Column | None", play_count: "Column | None", errors: list["Column"]) -> "DataFrame":
@@ -77,7 +105,7 @@ def _listenbrainz(spark: "SparkSession", path: Path, tracks: str | None) -> Load
     listens = _read_parquet(spark, inter, ("user_id", "recording_msid", "timestamp"))
     meta = _read_parquet(spark, tracks_path, ("recording_msid", "artist_name", "track_name", "recording_mbid"))
     meta = meta.dropDuplicates(["recording_msid"])
-    listens = _with_row_numbers(listens.select("user_id", "recording_msid", "timestamp"))
+    listens = _with_row_numbers(_positioned(listens).select("user_id", "recording_msid", "timestamp", *_POSITION))
     joined = listens.join(meta.select("recording_msid", "artist_name", "track_name", "recording_mbid"),
                           "recording_msid", "left")
     df = joined.withColumnRenamed("recording_mbid", "track_mbid").withColumn("source_track_id", F.col("recording_msid"))
@@ -125,8 +153,8 @@ def _text(spark: "SparkSession", path: Path, *, sep: str, names: list[str], head
         .option("mode", "PERMISSIVE").option("encoding", "UTF-8")
     if header and sep == "::":
         raise ValueError("'::' files have no header")
-    df = reader.schema(schema).csv(str(path))
-    df = df.select([F.trim(F.col(n)).alias(n) if n != names[0] else F.col(n) for n in names])
+    df = _positioned(reader.schema(schema).csv(str(path)))
+    df = df.select(*[F.trim(F.col(n)).alias(n) if n != names[0] else F.col(n) for n in names], *_POSITION)
     head = df.limit(200).collect()
     if not head:
         raise ValueError(f"{path} has no rows: an empty file cannot be ingested ({what})")
@@ -207,7 +235,7 @@ def _audioscrobbler(spark: "SparkSession", path: Path, aliases: str | None) -> L
     if alias_file is not None:
         alias = _text(spark, _require(alias_file, "the alias table (badid<TAB>goodid)"), sep="\t",
                       names=["artist_id", "good_id"], what="tab-separated badid, goodid")
-        alias = alias.where(F.col("good_id").isNotNull()).dropDuplicates(["artist_id"])
+        alias = alias.select("artist_id", "good_id").where(F.col("good_id").isNotNull()).dropDuplicates(["artist_id"])
         df = df.join(F.broadcast(alias), "artist_id", "left")
         stats["aliases_applied"] = df.where(F.col("good_id").isNotNull()).count()
         stats["alias_table"] = str(alias_file)
@@ -215,7 +243,7 @@ def _audioscrobbler(spark: "SparkSession", path: Path, aliases: str | None) -> L
     names_file = next(iter(sorted(plays_file.parent.glob("artist_data*.txt"))), None)
     if names_file is not None:
         names = _text(spark, names_file, sep="\t", names=["artist_id", "artist_name"], what="artistid<TAB>name")
-        df = df.join(F.broadcast(names.dropDuplicates(["artist_id"])), "artist_id", "left")
+        df = df.join(F.broadcast(names.select("artist_id", "artist_name").dropDuplicates(["artist_id"])), "artist_id", "left")
     df = df.withColumnRenamed("artist_id", "source_track_id")
     count, err = _count(df["plays"], "playcount")
     return Loaded(_finish(df, timestamp=None, play_count=count, errors=[err]), False, "audioscrobbler",
@@ -274,7 +302,7 @@ def _generic(spark: "SparkSession", path: Path, columns: Mapping[str, str] | Non
     if not has_track:
         raise ValueError(f"{path} has no track column: need one of track_mbid, source_track_id or artist_name + "
                          f"track_name (found {sorted(present)}); map yours with columns={{...}}")
-    df = _with_row_numbers(df)
+    df = _with_row_numbers(_positioned(df))
     renamed = df.select("source_row", *[F.col(f"`{src}`").alias(dst) for dst, src in mapping.items() if src in present])
     errors = []
     ts = None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["get_session"]
+__all__ = ["default_driver_memory", "get_session", "spill_dir"]
 
 
 def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "SparkSession":
@@ -27,15 +28,34 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     builder = SparkSession.builder.appName(app_name)
     if not _under_spark_submit():
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
-        builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
+        builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory())
+        builder = builder.config("spark.local.dir", str(spill_dir()))
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         builder.config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
+        # many small shuffle partitions spill in pieces instead of failing; adaptive execution merges them back
+        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "64"))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+
+
+def default_driver_memory() -> str:
+    """A quarter of this machine's memory, between 2 and 16 GiB (local mode: the driver is the executor)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{min(16, max(2, total // 4 // 2**30))}g"
+
+
+def spill_dir() -> Path:
+    """Where Spark spills shuffles and cached blocks: ``$PIPELINE_HOME/tmp/spark`` (not /tmp, often small)."""
+    from pipeline.paths import pipeline_home
+
+    path = Path(os.environ.get("SPARK_LOCAL_DIRS") or pipeline_home() / "tmp" / "spark")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
 
 
 def _under_spark_submit() -> bool:
