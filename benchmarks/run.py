@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/run.py --listens 1000000 --listens 10000000 [--out BENCHMARKS.md]
 
+Each finished scale is also stored in ``benchmarks/results/listens-<N>.json`` (replacing that
+scale's previous result), and BENCHMARKS.md is rendered from every stored scale, each section
+naming the run, machine and load it was measured under; so a long scale can be run on its own.
+
 For each scale, in one run and on one machine:
 
 1. a synthetic log in the seed's shape (``pipeline synth``), timed;
@@ -42,6 +46,7 @@ from _measure import measure, table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "music_recs_nightly"
+RESULTS = ROOT / "benchmarks" / "results"
 
 SEED = {
     "dag": "not reported (notebooks run by hand)",
@@ -261,25 +266,32 @@ def _versions() -> str:
     return ", ".join(vs) + (f"; {java[0]}" if java else "")
 
 
-def render(results: list[dict], a: argparse.Namespace, started: str, load: tuple[float, float, float]) -> str:
+def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, float]) -> str:
+    """One line naming the command, time, machine, versions and load of a benchmark run."""
     mem = psutil.virtual_memory().total / 2**30
+    return (f"`benchmarks/run.py {' '.join(sys.argv[1:])}` on {started} UTC. Machine: {platform.machine()}, "
+            f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.platform()}, Python {platform.python_version()}; "
+            f"{_versions()}. Load average when it started: {load[0]:.2f}. Grid rank {a.ranks} x reg {a.reg_params} "
+            f"x alpha {a.alphas}, {a.iters} iterations.")
+
+
+def render(results: list[dict]) -> str:
     out = [
         "# Benchmarks",
         "",
-        f"Written by `benchmarks/run.py` ({' '.join(sys.argv[1:])}) on {started} UTC. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.platform()}, Python {platform.python_version()}; "
-        f"{_versions()}. Load average when it started: {load[0]:.2f}.",
-        "",
+        "Written by `benchmarks/run.py` from the latest result at each scale (`benchmarks/results/`). "
         "The seed column is the capstone's figure on 179M listens (8k users, 23M tracks) on a multi-node "
         "Dataproc cluster (annoy: one 8-core node). Every other number in a row and its reference were "
-        "measured in this run. Peak MB is the resident memory of the whole process tree (Airflow, Spark "
+        "measured in the same run. Peak MB is the resident memory of the whole process tree (Airflow, Spark "
         "JVMs, spark-submit children) while the stage ran.",
     ]
-    for r in results:
+    for r in sorted(results, key=lambda r: r["n"]):
         s, ing = r["split"], r["ingest"]
         out += [
             "",
             f"## {r['n']:,} synthetic listens (seed shape)",
+            "",
+            f"Measured by {r['run']}",
             "",
             f"Data: {ing['rows_in']:,} rows in, {ing['rows_out']:,} listens kept, {ing['duplicates']:,} duplicates, "
             f"{ing['quarantined']:,} quarantined; {ing['n_users_mapped']:,} users, {ing['n_tracks_mapped']:,} tracks. "
@@ -288,8 +300,7 @@ def render(results: list[dict], a: argparse.Namespace, started: str, load: tuple
             f"{s['val']['interactions']:,}; test {s['test']['users']:,} / {s['test']['tracks']:,} / "
             f"{s['test']['interactions']:,}.",
             "",
-            f"Whole DAG (`airflow dags test`, grid rank {a.ranks} x reg {a.reg_params} x alpha {a.alphas}, "
-            f"{a.iters} iterations): **{r['dag_s'] / 60:.1f} min**, peak {r['dag_peak_mb']:,.0f} MB. "
+            f"Whole DAG (`airflow dags test`): **{r['dag_s'] / 60:.1f} min**, peak {r['dag_peak_mb']:,.0f} MB. "
             f"Generating the log took {r['synth_s']:.0f} s (peak {r['synth_peak_mb']:,.0f} MB). "
             f"Best model {r['test']['best']}: test MAP@100 {r['test']['metrics'].get('test_map_at_100', float('nan')):.4f} "
             f"vs popularity {r['test']['baseline_metrics'].get('test_map_at_100', float('nan')):.4f}.",
@@ -321,10 +332,12 @@ def main() -> None:
     a = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()
-    results = []
+    RESULTS.mkdir(exist_ok=True)
     for n in a.listens or [1_000_000]:
-        results.append(one_scale(n, a.work, a))
-        a.out.write_text(render(results, a, started, load))  # a table per finished scale, even if a later one fails
+        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load)}
+        (RESULTS / f"listens-{n}.json").write_text(json.dumps(result, indent=1, default=float))
+        stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
+        a.out.write_text(render(stored))  # rewritten after every finished scale, even if a later one fails
         print(f"{n:,} listens done; wrote {a.out}", flush=True)
     print(a.out.read_text())
 

@@ -29,7 +29,7 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     if not _under_spark_submit():
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory())
-        builder = builder.config("spark.local.dir", str(spill_dir()))
+        os.environ.setdefault("SPARK_LOCAL_DIRS", str(spill_dir()))  # read by the JVM at launch, as on a cluster
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         builder.config("spark.sql.session.timeZone", "UTC")
