@@ -66,25 +66,27 @@ def test_nightly_increments_from_the_command_line(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         return out
 
-    pipeline("synth", "--out", str(tmp_path / "log"), "--listens", "60000", "--seed", "3")  # from 2023-01-01
+    from pipeline import synth
+
+    synth.generate(tmp_path / "log", n_listens=6000, n_users=80, n_tracks=500, start="2024-03-01", days=7, seed=3)
     pipeline("partition", "--format", "listenbrainz", "--input", str(tmp_path / "log"), "--out", str(tmp_path / "nightly"),
-             "--until", "2023-01-06")
+             "--until", "2024-03-06")  # the 7th night has not landed yet
     nights = sorted(p.name for p in (tmp_path / "nightly").glob("date=*"))
-    assert nights == [f"date=2023-01-0{d}" for d in range(1, 7)]
+    assert nights == [f"date=2024-03-0{d}" for d in range(1, 7)]
     curated = tmp_path / "home" / "curated" / "nightly"
 
-    pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2023-01-03",
+    pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2024-03-03",
              "--out", str(tmp_path / "night3"))
     first = json.loads((tmp_path / "night3" / "summary.json").read_text())
     assert first["ingested"] == nights[:3] and first["partitions"] == nights[:3]
     assert first["rows_in"] == first["rows_out"] + first["duplicates"] + first["quarantined"] > 0
     ids_before = pd.read_parquet(tmp_path / "home" / "state" / "idmap" / first["idmap_version"] / "users")
 
-    again = pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2023-01-03",
+    again = pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2024-03-03",
                      "--out", str(tmp_path / "night3-again"))
     assert json.loads(again.stdout)["ingested"] == []  # a re-run of the same night adds nothing
 
-    pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2023-01-06",
+    pipeline("ingest", "--format", "listenbrainz", "--input", str(tmp_path / "nightly"), "--as-of", "2024-03-06",
              "--out", str(tmp_path / "night6"))
     second = json.loads((tmp_path / "night6" / "summary.json").read_text())
     assert second["ingested"] == nights[3:] and second["partitions"] == nights
@@ -96,6 +98,6 @@ def test_nightly_increments_from_the_command_line(tmp_path):
     pipeline("split", "--input", str(tmp_path / "night6"), "--strategy", "temporal_user", "--no-test",
              "--window-days", "2", "--out", str(tmp_path / "split"))
     listens = pd.read_parquet(curated / "listens")
-    in_window = int((pd.to_datetime(listens["timestamp"], utc=True) >= pd.Timestamp("2023-01-05", tz="UTC")).sum())
+    in_window = int((pd.to_datetime(listens["timestamp"], utc=True) >= pd.Timestamp("2024-03-05", tz="UTC")).sum())
     stats = json.loads((tmp_path / "split" / "stats.json").read_text())
     assert sum(v["interactions"] for v in stats["table"].values()) == in_window < len(listens)
