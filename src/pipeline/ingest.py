@@ -140,7 +140,6 @@ def dedup_stage(
     first by source row is kept. Without timestamps (aggregated play tables), rows for the
     same (user, track) after alias/name resolution are merged and their play counts summed.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     out_dir = Path(out_dir)
@@ -148,8 +147,11 @@ def dedup_stage(
     rows_in = rows.count()
     keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
     if has_timestamps:
-        w = Window.partitionBy("user_id", "track_key", "timestamp").orderBy("source_row")
-        deduped = keyed.withColumn("_r", F.row_number().over(w)).where("_r = 1").drop("_r")
+        # the first row by source_row of each (user, track, timestamp): a hash aggregate over the five
+        # columns the listens need (partial aggregation before the shuffle, no sort of every row)
+        first = F.min(F.struct("source_row", "play_count")).alias("_first")
+        deduped = (keyed.groupBy("user_id", "track_key", "timestamp").agg(first)
+                   .select("user_id", "track_key", "timestamp", "_first.source_row", "_first.play_count"))
     else:
         deduped = keyed.groupBy("user_id", "track_key").agg(
             F.min("source_row").alias("source_row"),
