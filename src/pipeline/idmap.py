@@ -76,8 +76,8 @@ def load(spark: "SparkSession", root: Path, version: str | None = None) -> tuple
     )
 
 
-def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -> tuple["DataFrame", int, "DataFrame"]:
-    """Old map plus new keys with the next ids; returns (map, size, the new rows, cached)."""
+def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -> tuple["DataFrame", int, int, "DataFrame"]:
+    """Old map plus new keys with the next ids; returns (map, size, ids added, the new rows: cached)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
@@ -95,7 +95,7 @@ def _extend(spark: "SparkSession", old: "DataFrame | None", keys: "DataFrame") -
     size = next_id + added
     if size - 1 > _MAX_ID:
         raise OverflowError(f"the ID map would exceed int32 ({size} ids)")
-    return old.unionByName(added_df), size, added_df
+    return old.unionByName(added_df), size, added, added_df
 
 
 def update(spark: "SparkSession", root: Path, users: "DataFrame", tracks: "DataFrame") -> tuple[IdMap, dict[str, int]]:
@@ -110,10 +110,10 @@ def update(spark: "SparkSession", root: Path, users: "DataFrame", tracks: "DataF
         old_users = old_tracks = None
         if current is not None:
             old_users, old_tracks, _ = load(spark, root, current)
-        new_users, n_users, user_rows = _extend(spark, old_users, users)
-        new_tracks, n_tracks, track_rows = _extend(spark, old_tracks, tracks)
+        new_users, n_users, added_users, user_rows = _extend(spark, old_users, users)
+        new_tracks, n_tracks, added_tracks, track_rows = _extend(spark, old_tracks, tracks)
         try:
-            added = {"users_added": user_rows.count(), "tracks_added": track_rows.count()}
+            added = {"users_added": added_users, "tracks_added": added_tracks}
             if current is not None and not (added["users_added"] or added["tracks_added"]):
                 return IdMap(root, current, n_users, n_tracks), added
             version = f"v{int(current[1:]) + 1 if current else 1:06d}"
