@@ -16,7 +16,13 @@ die() { echo "error: $*" >&2; exit 1; }
 # need CMD: fail with the fix when a command is missing
 need() { command -v "$1" >/dev/null || die "'$1' is not on PATH: run 'make install' (the .venv holds it) or activate your venv"; }
 
-is_running() { [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+is_running() {
+  [[ -f "$STATE/$1.pid" ]] || return 1
+  local pid; pid=$(cat "$STATE/$1.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  # a process killed but not yet reaped (a zombie) is not running
+  [[ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" != Z ]]
+}
 
 # start_bg NAME CMD...: run CMD in its own session in the background; pid in $STATE/NAME.pid, log in $STATE/NAME.log
 start_bg() {

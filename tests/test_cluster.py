@@ -81,8 +81,16 @@ def test_a_killed_worker_is_replaced_and_the_job_gives_the_same_result(cluster, 
             break
         time.sleep(0.2)
     time.sleep(3)  # into the ALS iterations
-    os.kill(cluster.worker_pid(1), 9)
+    pid = cluster.worker_pid(1)
+    os.kill(pid, 9)
     assert cluster.status()["activeapps"], "the job ended before the worker was killed: nothing was tested"
+    for _ in range(300):  # until the killed worker is gone (or a zombie): else `start` finds it "running"
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.1)
     cluster.start_workers(1)
     job.join(timeout=900)
     assert not job.is_alive() and not errors, errors
