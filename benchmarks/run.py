@@ -222,6 +222,13 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int) -> tu
     return rows, facts
 
 
+def index_grid(a: argparse.Namespace) -> dict:
+    """The DAG params of build_index's grid given on the command line (the DAG's defaults otherwise)."""
+    grid = {"index_kinds": a.index_kinds, "annoy_trees": a.annoy_trees, "hnsw_M": a.hnsw_M,
+            "hnsw_ef_construction": a.hnsw_ef_construction}
+    return {k: v for k, v in grid.items() if v is not None}
+
+
 def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     home = work / f"listens-{n}"
     shutil.rmtree(home, ignore_errors=True)  # a fresh home: one DAG run, one Airflow database
@@ -235,7 +242,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     (home / "airflow").mkdir(exist_ok=True)
     _run([str(BIN / "airflow"), "db", "migrate"], env, home / "airflow-migrate.log")
     conf = {"input_path": str(raw), "input_format": "listenbrainz", "ranks": a.ranks, "reg_params": a.reg_params,
-            "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95}
+            "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a)}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
                    env, home / "dags-test.log")
@@ -271,7 +278,7 @@ def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, flo
     return (f"`benchmarks/run.py {' '.join(sys.argv[1:])}` on {started} UTC. Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.platform()}, Python {platform.python_version()}; "
             f"{_versions()}. Load average when it started: {load[0]:.2f}. Grid rank {a.ranks} x reg {a.reg_params} "
-            f"x alpha {a.alphas}, {a.iters} iterations.")
+            f"x alpha {a.alphas}, {a.iters} iterations; index grid {index_grid(a) or 'the DAG defaults'}.")
 
 
 def render(results: list[dict]) -> str:
@@ -328,6 +335,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--rank", type=int, default=25, help="rank for the engine and scorer comparisons")
     ap.add_argument("--subset-users", type=int, default=500)
+    ap.add_argument("--index-kinds", nargs="+", help="build_index: kinds beside exact (DAG default: all)")
+    ap.add_argument("--annoy-trees", type=int, nargs="+", help="build_index: annoy n_trees (DAG default: 10 50)")
+    ap.add_argument("--hnsw-M", type=int, nargs="+", help="build_index: HNSW M (DAG default: 16 32)")
+    ap.add_argument("--hnsw-ef-construction", type=int, help="build_index: HNSW ef_construction (DAG default: 200)")
     a = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()

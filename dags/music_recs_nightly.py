@@ -76,6 +76,13 @@ def _numbers(default: list, kind: str, description: str) -> Param:
                                                "ending with the logical date (0 or empty: the full curated history)."),
         "recall_target": Param(D["recall_target"], type="number", exclusiveMinimum=0, maximum=1,
                                description="Recall@K the served index must reach against exact search."),
+        "index_kinds": Param(D["index_kinds"], type="array", minItems=0,
+                             items={"type": "string", "enum": ["annoy_dot", "annoy_angular_aug", "hnsw_ip"]},
+                             description="Indexes build_index builds and measures beside exact search (always measured)."),
+        "annoy_trees": _numbers(D["annoy_trees"], "integer", "annoy: n_trees to build (search_k: 1, 10 and 50 x n_trees x K)."),
+        "hnsw_M": _numbers(D["hnsw_M"], "integer", "HNSW: M (graph degree) to build."),
+        "hnsw_ef_construction": Param(D["hnsw_ef_construction"], type="integer", minimum=1,
+                                      description="HNSW: ef_construction (build effort; build time grows with it)."),
     },
 )
 def music_recs_nightly():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,33 @@ def test_tuning_reports_ranking_metrics_through_each_index(tmp_path):
     assert exact["precision"] == pytest.approx(0.5) and exact["map"] == pytest.approx(1.0)
     for r in choice.table:
         assert 0 <= r["map"] <= exact["map"] and {"precision", "ndcg"} <= set(r)
+
+
+def test_the_index_grid_comes_from_the_dag_params_and_exact_is_always_measured(tmp_path):
+    from pipeline.config import IndexConfig, from_params
+    from pipeline.stages import DEFAULT_PARAMS
+
+    default = from_params(IndexConfig, DEFAULT_PARAMS)
+    assert default.kinds == ann.KINDS and default.hnsw_M == (16, 32) and default.annoy_trees == (10, 50)
+    lean = from_params(IndexConfig, {**DEFAULT_PARAMS, "index_kinds": ["hnsw_ip"], "hnsw_M": [8],
+                                     "hnsw_ef_construction": "40"})
+    assert lean.kinds == ("exact", "hnsw_ip")
+    items, users = planted(n_items=3000, n_users=20)
+    choice = ann.tune(items, users, k=10, recall_target=0.5, out_dir=tmp_path, kinds=lean.kinds, hnsw_M=lean.hnsw_M,
+                      hnsw_ef_construction=lean.hnsw_ef_construction, hnsw_ef=(20,))
+    assert [(r["kind"], r["params"]) for r in choice.table] == [
+        ("exact", {}), ("hnsw_ip", {"M": 8, "ef_construction": 40, "ef": 20})]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hnsw_ip-M8.hnsw"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"index_kinds": ["faiss"]}, "index_kinds='faiss' is not supported"),
+    ({"hnsw_M": []}, "hnsw_M=[] must be a non-empty list"),
+    ({"annoy_trees": [0]}, "annoy_trees=[0] must be"),
+    ({"hnsw_ef_construction": 0}, "hnsw_ef_construction=0 must be >= 1"),
+])
+def test_a_bad_index_grid_is_refused_naming_the_param(bad, message):
+    from pipeline.config import IndexConfig, from_params
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        from_params(IndexConfig, bad)

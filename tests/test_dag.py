@@ -71,11 +71,12 @@ def test_dag_schedule_and_params(dag):
     assert dag.timetable.expression == "0 3 * * *"
     params = dag.params
     for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas",
-                 "train_window_days"):
+                 "train_window_days", "recall_target", "index_kinds", "annoy_trees", "hnsw_M", "hnsw_ef_construction"):
         assert name in params, name
         param = params.get_param(name)
         assert param.schema.get("type") and param.description, f"param {name} needs a type and a description"
     assert params.get_param("input_format").schema["enum"][0] == "listenbrainz"
+    assert set(params.get_param("index_kinds").schema["items"]["enum"]) == {"annoy_dot", "annoy_angular_aug", "hnsw_ip"}
 
 
 def test_als_sweep_is_mapped_spark_submit_with_readable_names(dag):

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import INDEX_KINDS
 from pipeline.paths import atomic_dir
 
 __all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "save_index", "load_index", "plot_tradeoffs"]
 
-KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip")
+KINDS = INDEX_KINDS
 _FILES = {"annoy_dot": "index.ann", "annoy_angular_aug": "index.ann", "hnsw_ip": "index.hnsw", "exact": "item_factors.npy"}
 
 
@@ -159,7 +160,7 @@ def choose(table: list[dict[str, Any]], recall_target: float) -> dict[str, Any]:
 def tune(
     item_factors: np.ndarray, queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
     out_dir: Path, annoy_trees: tuple[int, ...] = (10, 50), annoy_search_k: tuple[int, ...] | None = None,
-    hnsw_M: tuple[int, ...] = (16, 32), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400),
+    hnsw_M: tuple[int, ...] = (16, 32), hnsw_ef: tuple[int, ...] = (50, 100, 200, 400), hnsw_ef_construction: int = 200,
     kinds: tuple[str, ...] = KINDS, relevant: Any = None,
 ) -> IndexChoice:
     """Build every kind and setting, measure each against exact top-``k`` on ``queries``.
@@ -196,10 +197,10 @@ def tune(
     if "hnsw_ip" in kinds:
         for m in hnsw_M:
             path = out_dir / f"hnsw_ip-M{m}.hnsw"
-            index, built = _build("hnsw_ip", items, {"M": m, "ef_construction": 200, "ef": 50}, path)
+            index, built = _build("hnsw_ip", items, {"M": m, "ef_construction": hnsw_ef_construction, "ef": 50}, path)
             for ef in hnsw_ef:
                 index.params["ef"] = ef
-                params = {"M": m, "ef_construction": 200, "ef": ef}
+                params = {"M": m, "ef_construction": hnsw_ef_construction, "ef": ef}
                 table.append({"kind": "hnsw_ip", "params": params, "build_s": built, "bytes": path.stat().st_size,
                               **_measure(index, items, queries, truth, k, relevant)})
                 files[_key("hnsw_ip", params)] = str(path)

@@ -145,7 +145,9 @@ def build_index_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], cfg: Inde
             items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
             choice = ann.tune(items, np.asarray(model.user_factors[queries_idx], dtype=np.float32), k=k,
                               recall_target=cfg.recall_target, out_dir=rdir / "index_tuning",
-                              annoy_trees=cfg.annoy_trees, hnsw_ef=cfg.hnsw_ef, relevant=val[queries_idx])
+                              kinds=cfg.kinds, annoy_trees=cfg.annoy_trees, hnsw_M=cfg.hnsw_M,
+                              hnsw_ef_construction=cfg.hnsw_ef_construction, hnsw_ef=cfg.hnsw_ef,
+                              relevant=val[queries_idx])
             ann.save_index(choice, items, out / "index")
             ann.plot_tradeoffs(choice.table, rdir / "index_tuning" / "tradeoffs.png")
             info["index"] = json.loads((out / "index" / "index.json").read_text())

@@ -49,6 +49,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "betas": [1, 10, 50, 200, 500, 1000, 10000],
     "max_quarantine_share": 0.01,
     "recall_target": 0.95,
+    "index_kinds": ["annoy_dot", "annoy_angular_aug", "hnsw_ip"],
+    "annoy_trees": [10, 50],
+    "hnsw_M": [16, 32],
+    "hnsw_ef_construction": 200,
     "train_window_days": 0,
 }
 
@@ -375,7 +379,7 @@ def build_index(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping
     from pipeline import serving
 
     p = _params(params)
-    cfg = from_params(IndexConfig, {"recall_target": p["recall_target"]})
+    cfg = from_params(IndexConfig, p)
     return serving.build_index_stage(ctx, best, cfg, k=int(p["k"]))
 
 
