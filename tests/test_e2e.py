@@ -85,7 +85,8 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     logged = {a.path for folder in ("validation", "validation/data_docs", "leaderboard", "split", "index")
               for a in c.list_artifacts(parent.info.run_id, folder)}
     assert {"validation/data_docs/validation.html", "leaderboard/leaderboard.md", "leaderboard/map_vs_alpha.png",
-            "leaderboard/map_vs_beta.png", "split/stats.md", "index/tradeoffs.png"} <= logged, logged
+            "leaderboard/map_vs_beta.png", "split/stats.md", "index/tradeoffs.png", "index/tuning.json"} <= logged, logged
+    assert not any(a.endswith((".ann", ".hnsw")) for a in logged), "tuning indexes are not copied into MLflow"
 
 
 def test_als_beats_popularity_on_the_planted_structure(demo_run):

@@ -159,7 +159,9 @@ def build_index_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], cfg: Inde
     tuning = rdir / "index_tuning"
     if tuning.exists():
         atomic_write_text(tuning / "tuning.json", json.dumps(info.get("tuning"), indent=1, default=str))
-        c.log_artifacts(ctx["parent_run_id"], str(tuning), "index")
+        for name in ("tuning.json", "tradeoffs.png"):  # the table and its plot; the served index is in the bundle
+            if (tuning / name).exists():
+                c.log_artifact(ctx["parent_run_id"], str(tuning / name), "index")
     if info["index"]:
         idx = info["index"]
         c.set_tag(ctx["parent_run_id"], "pipeline.index_kind", str(idx.get("kind")))
