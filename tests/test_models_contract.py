@@ -37,7 +37,9 @@ def fit_spark_als(train: sp.csr_matrix, tmp_path, spark):
                         "play_count": coo.data.astype("int32")})
     spark.createDataFrame(pdf).write.mode("overwrite").parquet(str(tmp_path / "train"))
     cfg = AlsConfig(rank=2, reg_param=0.1, alpha=2.0, max_iter=15, seed=1)
-    return als_spark.fit(spark, tmp_path / "train", cfg, n_users=N_USERS, n_tracks=N_ITEMS)
+    model = als_spark.fit(spark, tmp_path / "train", cfg, n_users=N_USERS, n_tracks=N_ITEMS, scratch=tmp_path / "factors")
+    assert not (tmp_path / "factors").exists(), "the factors' scratch folder is removed after the fit"
+    return model
 
 
 def fit_implicit(train, tmp_path, spark):

@@ -40,8 +40,10 @@ class Bundle:
         self.meta = json.loads((self.path / "bundle.json").read_text())
         users = pq.read_table(self.path / "users.parquet").to_pydict()
         self.user_index = dict(zip(users["user_id"], users["user_idx"]))
-        tracks = pq.read_table(self.path / "tracks.parquet").to_pandas().set_index("track_idx")
-        self.tracks = tracks
+        # an Arrow table sorted by track_idx, looked up by binary search: at 23M tracks a pandas frame
+        # of three string columns would be ~6 GB of Python objects
+        self.tracks = pq.read_table(self.path / "tracks.parquet")
+        self._track_idx = self.tracks.column("track_idx").to_numpy()
         self.fallback = np.load(self.path / "fallback.npy")
         self.user_factors = None
         self.index = None
@@ -50,6 +52,16 @@ class Bundle:
 
             self.user_factors = np.load(self.path / "user_factors.npy", mmap_mode="r")
             self.index = ann.load_index(self.path / "index")
+
+    def _track_rows(self, items: np.ndarray) -> list[dict[str, Any]]:
+        if items.size == 0:
+            return []
+        pos = np.searchsorted(self._track_idx, items)
+        found = (pos < len(self._track_idx)) & (self._track_idx[np.minimum(pos, len(self._track_idx) - 1)] == items)
+        if not found.all():
+            raise KeyError(f"track_idx {items[~found][:5].tolist()} not in {self.path / 'tracks.parquet'}: "
+                           "the bundle's track table does not match its model; rebuild the bundle")
+        return self.tracks.take(pos).select(["track_key", "artist_name", "track_name"]).to_pylist()
 
     def recommend(self, user_ids: list[str], k: int = 10) -> "Any":
         """Long table: user_id, rank, track (original key), artist_name, track_name, fallback."""
@@ -62,8 +74,7 @@ class Bundle:
                 items, fallback = self.fallback[:k], True
             else:
                 items, fallback = np.asarray(self.index.query(np.asarray(self.user_factors[idx]), k)), False
-            for rank, item in enumerate(int(i) for i in items if i >= 0):
-                t = self.tracks.loc[item]
+            for rank, t in enumerate(self._track_rows(np.asarray(items)[np.asarray(items) >= 0])):
                 rows.append({"user_id": str(uid), "rank": rank + 1, "track": t["track_key"],
                              "artist_name": t["artist_name"], "track_name": t["track_name"], "fallback": fallback})
         return pd.DataFrame(rows, columns=["user_id", "rank", "track", "artist_name", "track_name", "fallback"])
@@ -112,8 +123,7 @@ def _pack(ctx: Mapping[str, Any], best: Mapping[str, Any], model: Any, out: Path
     users = users[users["id"].isin(known)]
     pq.write_table(pa.table({"user_id": users["key"].astype(str).tolist(), "user_idx": users["id"].astype("int32").tolist()}),
                    out / "users.parquet")
-    tracks = pq.read_table(rdir / "ingest" / "tracks").to_pandas().sort_values("track_idx")
-    pq.write_table(pa.Table.from_pandas(tracks, preserve_index=False), out / "tracks.parquet")
+    pq.write_table(pq.read_table(rdir / "ingest" / "tracks").sort_by("track_idx"), out / "tracks.parquet")
     pops = [r for r in leaderboard([rdir / "popularity"], k) if r["status"] == "ok"]
     if not pops:
         raise RuntimeError("no popularity baseline finished: the served model needs one for unknown users")
@@ -150,6 +160,8 @@ def build_index_stage(ctx: Mapping[str, Any], best: Mapping[str, Any], cfg: Inde
                               relevant=val[queries_idx])
             ann.save_index(choice, items, out / "index")
             ann.plot_tradeoffs(choice.table, rdir / "index_tuning" / "tradeoffs.png")
+            for f in choice.files.values():  # the chosen one is in the bundle; the others were only measured
+                Path(f).unlink(missing_ok=True)
             info["index"] = json.loads((out / "index" / "index.json").read_text())
             info["tuning"] = choice.table
         else:

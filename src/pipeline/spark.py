@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["default_driver_memory", "get_session", "spill_dir"]
+__all__ = ["default_driver_memory", "get_session", "release_session", "spill_dir"]
 
 
 def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "SparkSession":
@@ -38,9 +38,28 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")  # toPandas in columns, not Row objects
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+
+
+def release_session() -> None:
+    """Stop this process's session and have its JVM hand the heap back to the machine.
+
+    The DAG's in-process stages (validate .. popularity) share one session; once they are done
+    its driver heap (a quarter of RAM) would otherwise stay resident beside the ALS jobs and the
+    index builds. A full GC after ``stop()`` lets the JVM uncommit the free heap. Under
+    spark-submit the application owns its session, so nothing is done.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None or _under_spark_submit():
+        return
+    jvm = active.sparkContext._jvm
+    active.stop()
+    jvm.System.gc()
 
 
 def default_driver_memory() -> str:

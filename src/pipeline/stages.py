@@ -276,11 +276,13 @@ def split(ctx: Mapping[str, Any], ingested: Mapping[str, Any], params: Mapping[s
 def popularity(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The three popularity variants (plays_per_listener at every beta), logged as children first."""
     from pipeline.models.popularity import track_stats_spark
+    from pipeline.spark import release_session
     from pipeline.sweep import SplitData, popularity_sweep
 
     p = _params(params)
     data = SplitData(Path(ctx["run_dir"]) / "split")
     stats = track_stats_spark(_spark(), Path(data.split_dir) / "train", data.shape[1])
+    release_session()  # the last stage that needs Spark in this process; ALS runs in its own application
     results = popularity_sweep(data, Path(ctx["run_dir"]) / "popularity", popularity_grid(p["betas"]),
                                _eval_cfg(p), parent_run_id=ctx["parent_run_id"], stats=stats,
                                tags={"airflow.task_id": "popularity_sweep"})
@@ -319,10 +321,16 @@ def als_local(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, config: 
 
 
 def spark_conf() -> dict[str, str]:
-    """Spark conf for submitted jobs: the same Python as this process on driver and executors."""
+    """Spark conf for submitted jobs: the same Python as this process on driver and executors.
+
+    The driver (client deploy mode: on this machine) gets the same memory as an in-process
+    session, ``$SPARK_DRIVER_MEMORY`` or a quarter of RAM.
+    """
+    from pipeline.spark import default_driver_memory
+
     return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
             "spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
-            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "4g")}
+            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory()}
 
 
 def select(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -156,7 +156,8 @@ def als_config_run(
 
         if spark is None:
             raise ValueError("engine 'spark' needs a SparkSession; pass spark=")
-        fit = lambda: als_spark.fit(spark, Path(data.split_dir) / "train", cfg, n_users=n_users, n_tracks=n_tracks)  # noqa: E731
+        fit = lambda: als_spark.fit(spark, Path(data.split_dir) / "train", cfg, n_users=n_users,  # noqa: E731
+                                    n_tracks=n_tracks, scratch=Path(out_dir) / f".factors-{cfg.key}")
     else:
         from pipeline.models import als_implicit
 

@@ -7,6 +7,7 @@ factors come back to the driver as dense arrays indexed by the ID map.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,26 +31,34 @@ def ratings(train: "DataFrame", cfg: AlsConfig) -> "DataFrame":
     return agg.select("user_idx", "track_idx", value.cast("float").alias("rating"))
 
 
-def _dense(factors: "DataFrame", n: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Factors as an ``(n, rank)`` array indexed by id, and which ids ALS returned.
+def _dense(factors: "DataFrame", n: int, rank: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Factors as an ``(n, rank)`` float32 array indexed by id, and which ids ALS returned.
 
-    Collected as one Arrow table and flattened, not as a pandas column of arrays: at 23M
-    tracks that is 2.3 GB of floats instead of 23M small Python objects.
+    The executors write them to Parquet under ``scratch`` and the driver reads the files a batch
+    at a time into one preallocated array: nothing passes through the driver JVM (23M tracks
+    x rank 25 is 2.3 GB, over ``spark.driver.maxResultSize``), and no pandas column of arrays.
     """
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
 
-    table = factors.select("id", "features").toArrow()
+    factors.select("id", "features").write.mode("overwrite").parquet(str(scratch))
     out = np.zeros((n, rank), dtype=np.float32)
     present = np.zeros(n, dtype=bool)
-    if table.num_rows:
-        ids = table.column("id").to_numpy()
-        out[ids] = pc.list_flatten(table.column("features")).to_numpy().astype(np.float32).reshape(-1, rank)
+    for batch in ds.dataset(str(scratch), format="parquet").to_batches(batch_size=1 << 18):
+        ids = batch.column("id").to_numpy()
+        out[ids] = pc.list_flatten(batch.column("features")).to_numpy().reshape(-1, rank)
         present[ids] = True
+    shutil.rmtree(scratch, ignore_errors=True)
     return out, present
 
 
-def fit(spark: "SparkSession", train_dir: Path, cfg: AlsConfig, *, n_users: int, n_tracks: int) -> FactorModel:
-    """Fit ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` on the train split."""
+def fit(spark: "SparkSession", train_dir: Path, cfg: AlsConfig, *, n_users: int, n_tracks: int,
+        scratch: Path) -> FactorModel:
+    """Fit ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` on the train split.
+
+    ``scratch`` is a folder the executors and the driver both see (beside the split, as the
+    train data is), used for the factors on their way to the driver and removed afterwards.
+    """
     from pyspark.ml.recommendation import ALS
 
     data = ratings(spark.read.parquet(str(train_dir)), cfg).cache()
@@ -59,7 +68,8 @@ def fit(spark: "SparkSession", train_dir: Path, cfg: AlsConfig, *, n_users: int,
         nonnegative=False, coldStartStrategy="drop",
     )
     model = als.fit(data)
-    users, _ = _dense(model.userFactors, n_users, cfg.rank)
-    items, mask = _dense(model.itemFactors, n_tracks, cfg.rank)
+    users, _ = _dense(model.userFactors, n_users, cfg.rank, Path(scratch) / "users")
+    items, mask = _dense(model.itemFactors, n_tracks, cfg.rank, Path(scratch) / "items")
+    shutil.rmtree(scratch, ignore_errors=True)
     data.unpersist()
     return FactorModel(users, items, mask, cfg.params())
