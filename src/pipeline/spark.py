@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 __all__ = ["default_driver_memory", "get_session", "release_session", "spill_dir"]
 
+_started: "SparkSession | None" = None  # the session get_session built, the only one release_session stops
+
 
 def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "SparkSession":
     """Return the active session or build one.
@@ -20,18 +22,21 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     comes from the command line and an existing session is reused as is. Sessions run in UTC
     so that timestamps mean the same on every machine.
     """
+    global _started
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    foreign = SparkContext._active_spark_context is not None  # a context someone else started and owns
     builder = SparkSession.builder.appName(app_name)
     if not _under_spark_submit():
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory())
         os.environ.setdefault("SPARK_LOCAL_DIRS", str(spill_dir()))  # read by the JVM at launch, as on a cluster
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (
+    session = (
         builder.config("spark.sql.session.timeZone", "UTC")
         # many small shuffle partitions spill in pieces instead of failing; adaptive execution merges them back
         .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "64"))
@@ -42,23 +47,26 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+    if not foreign:
+        _started = session
+    return session
 
 
 def release_session() -> None:
-    """Stop this process's session and have its JVM hand the heap back to the machine.
+    """Stop the session :func:`get_session` started and have its JVM hand the heap back to the machine.
 
     The DAG's in-process stages (validate .. popularity) share one session; once they are done
     its driver heap (a quarter of RAM) would otherwise stay resident beside the ALS jobs and the
-    index builds. A full GC after ``stop()`` lets the JVM uncommit the free heap. Under
+    index builds. A full GC after ``stop()`` lets the JVM uncommit the free heap. A session this
+    module did not start (a caller's, a test suite's) is left running: its owner stops it. Under
     spark-submit the application owns its session, so nothing is done.
     """
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is None or _under_spark_submit():
+    global _started
+    session, _started = _started, None
+    if session is None or _under_spark_submit() or session.sparkContext._jsc is None:
         return
-    jvm = active.sparkContext._jvm
-    active.stop()
+    jvm = session.sparkContext._jvm
+    session.stop()
     jvm.System.gc()
 
 

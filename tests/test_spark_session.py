@@ -1,0 +1,42 @@
+"""The pipeline's Spark session: release_session stops only the session get_session started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+
+def test_release_leaves_a_session_it_did_not_start_running(spark):
+    from pipeline.spark import get_session, release_session
+
+    assert get_session() is spark, "an active session is reused, not rebuilt"
+    release_session()
+    assert spark.sparkContext._jsc is not None, "the caller's session was stopped under it"
+    assert spark.range(3).count() == 3
+
+
+def test_release_stops_the_session_it_started_and_a_new_one_can_follow(tmp_path):
+    # Its own process: one JVM holds one SparkContext, and the suite's session lives in this one.
+    script = textwrap.dedent("""
+        from pyspark import SparkContext
+        from pipeline.spark import get_session, release_session
+
+        first = get_session("first", master="local[1]")
+        assert first.range(5).count() == 5
+        release_session()
+        assert SparkContext._active_spark_context is None, "release_session left its session running"
+        release_session()  # a second call has nothing to stop
+        second = get_session("second", master="local[1]")
+        assert second is not first and second.range(7).count() == 7
+        release_session()
+        print("ok")
+    """)
+    env = {**os.environ, "PIPELINE_HOME": str(tmp_path), "SPARK_DRIVER_MEMORY": "1g"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
