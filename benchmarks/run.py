@@ -61,11 +61,14 @@ SEED = {
 
 
 class TreeSampler:
-    """Resident memory of a process and all its descendants, sampled every 100 ms with wall-clock times."""
+    """Resident memory of a process and all its descendants, sampled every 100 ms with wall-clock times,
+    and the bytes in Spark's spill folder (shuffle and spilled blocks), sampled every 2 s."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, spill: Path | None = None):
         self.proc = psutil.Process(pid)
+        self.spill = spill
         self.samples: list[tuple[float, int]] = []
+        self.spill_samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -78,12 +81,26 @@ class TreeSampler:
                 pass
         return total
 
+    def _spill_bytes(self) -> int:
+        total = 0
+        for root, _, files in os.walk(self.spill):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:  # Spark deletes shuffle files as it goes
+                    pass
+        return total
+
     def _run(self) -> None:
+        n = 0
         while not self._stop.is_set():
             try:
                 self.samples.append((time.time(), self._rss()))
             except psutil.Error:
                 return
+            if self.spill is not None and n % 20 == 0:
+                self.spill_samples.append((time.time(), self._spill_bytes()))
+            n += 1
             time.sleep(0.1)
 
     def __enter__(self) -> TreeSampler:
@@ -98,11 +115,16 @@ class TreeSampler:
         inside = [rss for t, rss in self.samples if start <= t <= end]
         return max(inside, default=0) / 2**20
 
+    def peak_spill_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
+        inside = [b for t, b in self.spill_samples if start <= t <= end]
+        return max(inside, default=0) / 2**20
+
 
 def _env(home: Path) -> dict[str, str]:
     return {
         **os.environ,
         "PIPELINE_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
+        "SPARK_LOCAL_DIRS": str(home / "tmp" / "spark"),  # pipeline.spark.spill_dir(), sampled as "spill MB"
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
@@ -111,11 +133,11 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
-def _run(cmd: list[str], env: dict[str, str], log: Path) -> TreeSampler:
-    """Run ``cmd`` to completion with its output in ``log``; return its memory samples."""
+def _run(cmd: list[str], env: dict[str, str], log: Path, *, spill: Path | None = None) -> TreeSampler:
+    """Run ``cmd`` to completion with its output in ``log``; return its memory (and spill folder) samples."""
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        with TreeSampler(proc.pid) as sampler:
+        with TreeSampler(proc.pid, spill) as sampler:
             rc = proc.wait()
     if rc != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
@@ -146,7 +168,8 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
         t0, t1 = _utc(start), _utc(end)
         name = task_id if map_index < 0 else f"{task_id} [{rendered or map_index}]"
         peak = sampler.peak_mb(t0, t1)
-        rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)", "state": state})
+        rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)",
+                     "spill MB": sampler.peak_spill_mb(t0, t1), "state": state})
     return rows
 
 
@@ -268,7 +291,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
             "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a)}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
-                   env, home / "dags-test.log")
+                   env, home / "dags-test.log", spill=home / "tmp" / "spark")  # pipeline.spark.spill_dir()
     dag_s = time.perf_counter() - t0
     tasks = task_rows(home / "airflow" / "airflow.db", dag_mem)
     if any(t["state"] != "success" for t in tasks):
@@ -279,7 +302,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     test = json.loads((run_dir / "test" / "metrics.json").read_text())
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
-            "dag_peak_mb": dag_mem.peak_mb(), "tasks": tasks, "split": split_table, "ingest": ingest_summary,
+            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks, "split": split_table, "ingest": ingest_summary,
             "test": test, "components": comp, "facts": facts}
 
 
@@ -312,7 +335,9 @@ def render(results: list[dict]) -> str:
         "The seed column is the capstone's figure on 179M listens (8k users, 23M tracks) on a multi-node "
         "Dataproc cluster (annoy: one 8-core node). Every other number in a row and its reference were "
         "measured in the same run. Peak MB is the resident memory of the whole process tree (Airflow, Spark "
-        "JVMs, spark-submit children) while the stage ran.",
+        "JVMs, spark-submit children) while the stage ran; spill MB, where given, the most that Spark's spill "
+        "folder (`$PIPELINE_HOME/tmp/spark`: shuffle files and blocks spilled from memory) held meanwhile, "
+        "sampled every 2 s.",
     ]
     for r in sorted(results, key=lambda r: r["n"]):
         s, ing = r["split"], r["ingest"]
@@ -329,13 +354,14 @@ def render(results: list[dict]) -> str:
             f"{s['val']['interactions']:,}; test {s['test']['users']:,} / {s['test']['tracks']:,} / "
             f"{s['test']['interactions']:,}.",
             "",
-            f"Whole DAG (`airflow dags test`): **{r['dag_s'] / 60:.1f} min**, peak {r['dag_peak_mb']:,.0f} MB. "
+            f"Whole DAG (`airflow dags test`): **{r['dag_s'] / 60:.1f} min**, peak {r['dag_peak_mb']:,.0f} MB"
+            + (f", Spark's spill folder at most {r['dag_spill_mb']:,.0f} MB. " if "dag_spill_mb" in r else ". ") +
             f"Generating the log took {r['synth_s']:.0f} s (peak {r['synth_peak_mb']:,.0f} MB). "
             f"Best model {r['test']['best']}: test MAP@100 {r['test']['metrics'].get('test_map_at_100', float('nan')):.4f} "
             f"vs popularity {r['test']['baseline_metrics'].get('test_map_at_100', float('nan')):.4f}.",
             "",
             table([{**t, "seed": SEED["als_sweep"] if t["stage"].startswith("als_sweep") else ""} for t in r["tasks"]],
-                  ["stage", "seconds", "peak MB", "seed"]),
+                  ["stage", "seconds", "peak MB", *(["spill MB"] if "dag_spill_mb" in r else []), "seed"]),
             "",
             f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x {r['facts']['tracks']:,} "
             f"tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the DAG's build_index tuning, "
