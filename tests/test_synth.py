@@ -175,3 +175,16 @@ def test_seed_shape_keeps_the_planted_structure_als_beats_popularity(seed_log):
     listeners = np.asarray((train > 0).sum(axis=0)).ravel()
     pop = ranking_metrics(topk_for_scores(listeners, 100, n_users=shape[0]), truth, 100)["map_at_100"]
     assert als > 1.5 * pop, (als, pop)
+
+
+def test_seed_shape_names_tell_millions_of_tracks_apart():
+    """At the seed's size ~7M tracks have no MBID and are keyed by name: their names must not collide
+    (a name space of 1M pairs merged most of them into one another)."""
+    import pyarrow as pa
+
+    from pipeline.synth import _seed_track_names
+
+    n = 3_000_000
+    artist, title = _seed_track_names(np.arange(n, dtype=np.uint64), n // 10, seed=0)
+    pairs = pa.table({"a": artist, "t": title}).group_by(["a", "t"]).aggregate([]).num_rows
+    assert pairs / n > 0.999, f"{n - pairs:,} of {n:,} tracks share a name with another"

@@ -212,6 +212,15 @@ def _hash_names(ids: np.ndarray, words: int, salt: int) -> pa.Array:
     return pc.utf8_title(pc.binary_join_element_wise(*parts, " "))
 
 
+def _seed_track_names(ids: np.ndarray, n_artists: int, seed: int) -> tuple[pa.Array, pa.Array]:
+    """(artist, title) of catalogue tracks: 3-syllable artists (4,096 names) and 5-syllable titles
+    (16**5 = 1M), a space of 4.3e9 pairs, so distinct tracks almost never share a name: at the seed's
+    ~7M tracks without an MBID, ~6k by the birthday bound. (2 and 3 syllables spelled only 1M pairs,
+    and the canonical-key step merged most of the seed's tracks without an MBID into one another.)"""
+    artist = _hash_names(_mix(ids, seed * 16 + 1) % np.uint64(n_artists), 3, seed * 16 + 2)
+    return artist, _hash_names(ids, 5, seed * 16 + 10)  # salts 10..14: none shared with the MBID draw (9)
+
+
 def _sample(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
 
@@ -304,8 +313,7 @@ def generate_seed(
                 heard = c0 + np.flatnonzero(counts[c0 : c0 + track_chunk])
                 if heard.size == 0:
                     continue
-                artist = _hash_names(_mix(heard, seed * 16 + 1) % np.uint64(n_artists), 2, seed * 16 + 2)
-                title = _hash_names(heard, 3, seed * 16 + 5)
+                artist, title = _seed_track_names(heard, n_artists, seed)
                 has_mbid = (_mix(heard, seed * 16 + 9) >> np.uint64(11)).astype(np.float64) * 2.0**-53 < mbid_share
                 no_mbid = np.flatnonzero(~has_mbid)
                 n_var = int(round(name_dup_share * no_mbid.size)) // 2
