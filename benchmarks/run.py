@@ -302,7 +302,8 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     test = json.loads((run_dir / "test" / "metrics.json").read_text())
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
-            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks, "split": split_table, "ingest": ingest_summary,
+            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks,
+            "split": split_table, "ingest": ingest_summary,
             "test": test, "components": comp, "facts": facts}
 
 
