@@ -291,7 +291,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
             "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a)}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
-                   env, home / "dags-test.log", spill=home / "tmp" / "spark")  # pipeline.spark.spill_dir()
+                   env, home / "dags-test.log", spill=Path(env["SPARK_LOCAL_DIRS"]))
     dag_s = time.perf_counter() - t0
     tasks = task_rows(home / "airflow" / "airflow.db", dag_mem)
     if any(t["state"] != "success" for t in tasks):
