@@ -5,6 +5,9 @@
 Each finished scale is also stored in ``benchmarks/results/listens-<N>.json`` (replacing that
 scale's previous result), and BENCHMARKS.md is rendered from every stored scale, each section
 naming the run, machine and load it was measured under; so a long scale can be run on its own.
+Every finished run also appends one line of headline figures to ``benchmarks/results/history.jsonl``
+(commit, host, DAG time and peak, engine and scorer speeds, test MAP), and each section ends with
+the runs at its scale side by side: what varies from run to run and host to host, and what must not.
 
 For each scale, in one run and on one machine:
 
@@ -48,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "music_recs_nightly"
 RESULTS = ROOT / "benchmarks" / "results"
+HISTORY = RESULTS / "history.jsonl"
 
 SEED = {
     "dag": "not reported (notebooks run by hand)",
@@ -328,7 +332,62 @@ def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, flo
             f"x alpha {a.alphas}, {a.iters} iterations; index grid {index_grid(a) or 'the DAG defaults'}.")
 
 
-def render(results: list[dict]) -> str:
+def _component(result: dict, prefix: str, key: str) -> float | None:
+    return next((c[key] for c in result["components"] if c["what"].startswith(prefix) and key in c), None)
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "dags", "benchmarks/run.py"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return (out.stdout.strip() + ("+changes" if dirty else "")) if out.returncode == 0 else None
+
+
+def summary(result: dict, *, commit: str | None, host: str | None) -> dict:
+    """The headline figures of one finished scale: one line of ``history.jsonl``."""
+    metrics = result["test"]
+    return {
+        "n": result["n"], "started": result.get("started") or result["run"].split(" on ", 1)[1].split(" UTC", 1)[0],
+        "commit": commit, "host": host,
+        "dag_min": result["dag_s"] / 60, "dag_peak_mb": result["dag_peak_mb"], "dag_spill_mb": result.get("dag_spill_mb"),
+        "spark_s_per_iter": _component(result, "Spark ALS fit", "s/iteration"),
+        "implicit_s_per_iter": _component(result, "implicit ALS fit", "s/iteration"),
+        "exact_gscores": _component(result, "exact top-100, all", "G scores/s"),
+        "subset_gscores": _component(result, "Spark recommendForUserSubset", "G scores/s"),
+        "test_map": metrics["metrics"].get("test_map_at_100"),
+        "popularity_map": metrics["baseline_metrics"].get("test_map_at_100"),
+    }
+
+
+def append_history(entry: dict, path: Path = HISTORY) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(entry, default=float) + "\n")
+
+
+def read_history(path: Path = HISTORY) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _opt(v: float | None, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def history_table(entries: list[dict]) -> str:
+    rows = [{
+        "run (UTC)": e["started"], "commit": e["commit"] or "not recorded", "host": e["host"] or "not recorded",
+        "DAG min": _opt(e["dag_min"], ".1f"), "peak MB": _opt(e["dag_peak_mb"], ",.0f"),
+        "spill MB": _opt(e["dag_spill_mb"], ",.0f"),
+        "Spark ALS s/it (implicit)": f"{_opt(e['spark_s_per_iter'], '.2f')} ({_opt(e['implicit_s_per_iter'], '.2f')})",
+        "exact G scores/s (subset)": f"{_opt(e['exact_gscores'], '.3f')} ({_opt(e['subset_gscores'], '.3f')})",
+        "test MAP@100 (popularity)": f"{_opt(e['test_map'], '.4f')} ({_opt(e['popularity_map'], '.4f')})",
+    } for e in sorted(entries, key=lambda e: e["started"])]
+    return table(rows, list(rows[0]))
+
+
+def render(results: list[dict], history: list[dict] | None = None) -> str:
     out = [
         "# Benchmarks",
         "",
@@ -371,6 +430,16 @@ def render(results: list[dict]) -> str:
             table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
                                     "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"]),
         ]
+        runs = [e for e in history or [] if e["n"] == r["n"]]
+        if runs:
+            out += [
+                "",
+                f"Every recorded run at this scale (`benchmarks/results/history.jsonl`; the section above is the "
+                f"latest). Data and quality depend only on the code and the generator's seed; times and memory "
+                f"vary with the host and its neighbours:",
+                "",
+                history_table(runs),
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -396,10 +465,11 @@ def main() -> None:
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     for n in a.listens or [1_000_000]:
-        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load)}
+        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started}
         (RESULTS / f"listens-{n}.json").write_text(json.dumps(result, indent=1, default=float))
+        append_history(summary(result, commit=_commit(), host=platform.platform()))
         stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
-        a.out.write_text(render(stored))  # rewritten after every finished scale, even if a later one fails
+        a.out.write_text(render(stored, read_history()))  # rewritten after every finished scale, even if a later one fails
         print(f"{n:,} listens done; wrote {a.out}", flush=True)
     print(a.out.read_text())
 

@@ -1,0 +1,85 @@
+"""benchmarks/run.py keeps every finished run's headline figures and shows the runs at a scale side by side."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(n: int, started: str, dag_s: float, test_map: float) -> dict:
+    """The parts of a stored ``listens-<n>.json`` that the summary and the section header read."""
+    split = {"users": 2, "tracks": 3, "interactions": 4}
+    return {
+        "n": n, "started": started, "run": f"`benchmarks/run.py --listens {n}` on {started} UTC. Machine: ...",
+        "synth_s": 1.0, "synth_peak_mb": 10.0, "dag_s": dag_s, "dag_peak_mb": 3000.0, "dag_spill_mb": 250.0,
+        "tasks": [{"stage": "als_sweep [rank=25]", "seconds": 40.0, "peak MB": 3000.0, "spill MB": 250.0}],
+        "split": {"train": split, "val": split, "test": split},
+        "ingest": {"rows_in": n, "rows_out": n, "duplicates": 0, "quarantined": 0, "n_users_mapped": 2,
+                   "n_tracks_mapped": 3},
+        "test": {"best": "als", "metrics": {"test_map_at_100": test_map},
+                 "baseline_metrics": {"test_map_at_100": 0.05}},
+        "facts": {"users": 2, "tracks": 3, "pairs": 4},
+        "components": [
+            {"what": "Spark ALS fit, local[2], rank 25", "seconds": 18.0, "s/iteration": 1.8},
+            {"what": "implicit ALS fit (reference), rank 25", "seconds": 2.0, "s/iteration": 0.2},
+            {"what": "exact top-100, all 2 users x 3 tracks", "seconds": 0.5, "G scores/s": 0.52},
+            {"what": "Spark recommendForUserSubset (reference), 500 users", "seconds": 6.0, "G scores/s": 0.011},
+        ],
+    }
+
+
+def test_summary_takes_the_headline_figures_of_a_result(run):
+    s = run.summary(result(1_000_000, "2026-12-02 06:53", 189.0, 0.1373), commit="abc1234", host="hostA")
+    assert s == {
+        "n": 1_000_000, "started": "2026-12-02 06:53", "commit": "abc1234", "host": "hostA",
+        "dag_min": pytest.approx(3.15), "dag_peak_mb": 3000.0, "dag_spill_mb": 250.0,
+        "spark_s_per_iter": 1.8, "implicit_s_per_iter": 0.2, "exact_gscores": 0.52, "subset_gscores": 0.011,
+        "test_map": 0.1373, "popularity_map": 0.05,
+    }
+
+
+def test_a_result_without_a_started_field_takes_it_from_its_run_line(run):
+    r = result(1_000_000, "2026-11-23 15:31", 189.0, 0.1)
+    del r["started"]
+    assert run.summary(r, commit=None, host=None)["started"] == "2026-11-23 15:31"
+
+
+def test_history_appends_and_each_scale_lists_only_its_own_runs(run, tmp_path):
+    path = tmp_path / "history.jsonl"
+    assert run.read_history(path) == []
+    first = result(1_000_000, "2026-12-02 06:53", 189.0, 0.1373)
+    second = result(1_000_000, "2026-12-02 23:03", 246.0, 0.1373)
+    other = result(10_000_000, "2026-12-02 07:10", 931.0, 0.1532)
+    for r, commit in ((second, "bbbbbbb"), (other, None), (first, "aaaaaaa")):  # appended out of time order
+        run.append_history(run.summary(r, commit=commit, host="hostA"), path)
+    history = run.read_history(path)
+    assert [e["started"] for e in history] == ["2026-12-02 23:03", "2026-12-02 07:10", "2026-12-02 06:53"]
+
+    text = run.render([second, other], history)
+    one_m, ten_m = text.split("## 10,000,000 synthetic listens")
+    runs_1m = [line for line in one_m.splitlines() if line.startswith("| 2026-")]
+    assert len(runs_1m) == 2
+    assert runs_1m[0].startswith("| 2026-12-02 06:53 | aaaaaaa | hostA | 3.1 |")  # oldest first
+    assert runs_1m[1].startswith("| 2026-12-02 23:03 | bbbbbbb | hostA | 4.1 |")
+    assert "0.1373 (0.0500)" in runs_1m[0]
+    runs_10m = [line for line in ten_m.splitlines() if line.startswith("| 2026-")]
+    assert runs_10m == [line for line in ten_m.splitlines() if "| not recorded |" in line]
+    assert len(runs_10m) == 1 and "| 15.5 |" in runs_10m[0]
+
+
+def test_without_history_a_section_has_no_runs_table(run):
+    assert "Every recorded run" not in run.render([result(1_000_000, "2026-12-02 06:53", 189.0, 0.1)], [])
