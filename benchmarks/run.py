@@ -434,9 +434,9 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
         if runs:
             out += [
                 "",
-                f"Every recorded run at this scale (`benchmarks/results/history.jsonl`; the section above is the "
-                f"latest). Data and quality depend only on the code and the generator's seed; times and memory "
-                f"vary with the host and its neighbours:",
+                "Every recorded run at this scale (`benchmarks/results/history.jsonl`; the section above is the "
+                "latest). Data and quality depend only on the code and the generator's seed; times and memory "
+                "vary with the host and its neighbours:",
                 "",
                 history_table(runs),
             ]
