@@ -47,6 +47,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import measure, table  # noqa: E402
 
+from pipeline.data import SplitData  # noqa: E402
+from pipeline.paths import RunLayout  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "music_recs_nightly"
@@ -179,11 +182,11 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
 
 def dag_fit(run_dir: Path) -> dict:
     """The DAG's own Spark ALS fit (an als_sweep result): params and fit seconds."""
-    for f in sorted((run_dir / "sweep").glob("*/result.json")):
+    for f in sorted(RunLayout(run_dir).sweep.glob("*/result.json")):
         r = json.loads(f.read_text())
         if r.get("status") == "ok" and r["params"].get("engine", "spark") == "spark":
             return r
-    raise RuntimeError(f"no successful Spark ALS fit under {run_dir / 'sweep'}")
+    raise RuntimeError(f"no successful Spark ALS fit under {RunLayout(run_dir).sweep}")
 
 
 def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark_als: str = "refit"
@@ -200,10 +203,10 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
     from pipeline.config import AlsConfig
     from pipeline.models import als_implicit
     from pipeline.spark import get_session
-    from pipeline.sweep import SplitData
+
     from pipeline.topk import topk
 
-    data = SplitData(run_dir / "split")
+    data = SplitData(RunLayout(run_dir).split)
     train = data.train
     n_users, n_items = train.shape
     rows: list[dict] = []
@@ -212,7 +215,7 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
         model = als_implicit.fit(train, cfg)
     spark = get_session("benchmark", master="local[2]")  # the pipeline's settings: shuffle partitions, spill folder
     spark.sparkContext.setLogLevel("ERROR")
-    ratings = (spark.read.parquet(str(run_dir / "split" / "train"))
+    ratings = (spark.read.parquet(str(data.train_path))
                .groupBy("user_idx", "track_idx").sum("play_count").withColumnRenamed("sum(play_count)", "rating")
                .cache())
     ratings.count()
@@ -254,7 +257,7 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
 
     # the serving index: the DAG's own build_index task tuned annoy and HNSW against exact search over the
     # selected model's item factors (validation users as queries); its table is read, not measured twice
-    tuning = json.loads((run_dir / "index_tuning" / "tuning.json").read_text())
+    tuning = json.loads((RunLayout(run_dir).index_tuning / "tuning.json").read_text())
     exact_precision = next(r["precision"] for r in tuning if r["kind"] == "exact")
     seed_said = set()
     for r in tuning:
@@ -301,9 +304,10 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     if any(t["state"] != "success" for t in tasks):
         raise RuntimeError(f"DAG run at {n} listens did not succeed: {tasks}")
     run_dir = next((home / "runs").iterdir())
-    split_table = json.loads((run_dir / "split" / "stats.json").read_text())["table"]
-    ingest_summary = json.loads((run_dir / "ingest" / "summary.json").read_text())
-    test = json.loads((run_dir / "test" / "metrics.json").read_text())
+    layout = RunLayout(run_dir)
+    split_table = json.loads(SplitData(layout.split).stats_path.read_text())["table"]
+    ingest_summary = json.loads(layout.ingest_summary.read_text())
+    test = json.loads(layout.test_metrics.read_text())
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
             "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks,

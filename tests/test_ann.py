@@ -96,13 +96,11 @@ def test_tuning_reports_ranking_metrics_through_each_index(tmp_path):
 
 
 def test_the_index_grid_comes_from_the_dag_params_and_exact_is_always_measured(tmp_path):
-    from pipeline.config import IndexConfig, from_params
-    from pipeline.stages import DEFAULT_PARAMS
+    from pipeline.runconfig import RunConfig
 
-    default = from_params(IndexConfig, DEFAULT_PARAMS)
+    default = RunConfig().index()
     assert default.kinds == ann.KINDS and default.hnsw_M == (16, 32) and default.annoy_trees == (10, 50)
-    lean = from_params(IndexConfig, {**DEFAULT_PARAMS, "index_kinds": ["hnsw_ip"], "hnsw_M": [8],
-                                     "hnsw_ef_construction": "40"})
+    lean = RunConfig.from_params({"index_kinds": ["hnsw_ip"], "hnsw_M": [8], "hnsw_ef_construction": "40"}).index()
     assert lean.kinds == ("exact", "hnsw_ip")
     items, users = planted(n_items=3000, n_users=20)
     choice = ann.tune(items, users, k=10, recall_target=0.5, out_dir=tmp_path, kinds=lean.kinds, hnsw_M=lean.hnsw_M,
@@ -113,13 +111,14 @@ def test_the_index_grid_comes_from_the_dag_params_and_exact_is_always_measured(t
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"index_kinds": ["faiss"]}, "index_kinds='faiss' is not supported"),
-    ({"hnsw_M": []}, "hnsw_M=[] must be a non-empty list"),
-    ({"annoy_trees": [0]}, "annoy_trees=[0] must be"),
-    ({"hnsw_ef_construction": 0}, "hnsw_ef_construction=0 must be >= 1"),
+    ({"index_kinds": ["faiss"]}, "param index_kinds=['faiss']: 'faiss' is not one of 'annoy_dot'"),
+    ({"hnsw_M": []}, "param hnsw_M=[] needs at least one value"),
+    ({"hnsw_M": [0]}, "param hnsw_M=[0]: 0 is below the minimum 2"),
+    ({"annoy_trees": [0]}, "param annoy_trees=[0]: 0 is below the minimum 1"),
+    ({"hnsw_ef_construction": 0}, "param hnsw_ef_construction=0: 0 is below the minimum 1"),
 ])
 def test_a_bad_index_grid_is_refused_naming_the_param(bad, message):
-    from pipeline.config import IndexConfig, from_params
+    from pipeline.runconfig import RunConfig
 
     with pytest.raises(ValueError, match=re.escape(message)):
-        from_params(IndexConfig, bad)
+        RunConfig.from_params(bad)

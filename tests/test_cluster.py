@@ -37,11 +37,12 @@ def submit(cfg, split_dir: Path, out: Path, k: int = 50) -> None:
     """One sweep task: SparkSubmitOperator through the connection spark_default."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    from pipeline.stages import JOB_FILE, spark_conf
+    from pipeline.spark import submit_conf
+    from pipeline.stages import JOB_FILE
 
     SparkSubmitOperator(
         task_id="als_sweep", conn_id="spark_default", application=str(JOB_FILE), name=cfg.label, deploy_mode="client",
-        conf={**spark_conf(), "spark.driver.memory": "1g", "spark.executor.memory": "1g"},
+        conf={**submit_conf(), "spark.driver.memory": "1g", "spark.executor.memory": "1g"},
         application_args=["--split", str(split_dir), "--out", str(out), "--config", json.dumps(cfg.params()),
                           "--k", str(k)],
     ).execute(context={})

@@ -3,31 +3,32 @@ parent run says why; a failing configuration is marked FAILED while the others g
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from pipeline import stages, tracking
-from pipeline.serving import MODEL_NAME
-from pipeline.sweep import SplitData, leaderboard, run_config, select_best
 from pipeline.config import EvalConfig
+from pipeline.data import SplitData
+from pipeline.paths import RunLayout
+from pipeline.results import leaderboard, select_best
+from pipeline.runconfig import RunConfig
+from pipeline.serving import MODEL_NAME
+from pipeline.sweep import run_config
 
 pytestmark = pytest.mark.spark
 
 
 def run_pipeline(run_id: str, params: dict) -> dict:
-    ctx = stages.start(params, dag_id="music_recs_nightly", dag_run_id=run_id)
-    validated = stages.validate(ctx, params)
-    ingested = stages.dedup(ctx, validated)
-    stages.split(ctx, ingested, params)
-    stages.popularity(ctx, params)
-    for cfg in stages.als_grid_from(params):
-        stages.als_local(ctx, params, cfg.params())
-    best = stages.select(ctx, params)
-    test = stages.test_eval(ctx, best, params)
-    index = stages.build_index(ctx, best, params)
-    return {"ctx": ctx, "best": best, "promotion": stages.promote(ctx, best, test, index, params)}
+    """Every stage in order, as the DAG's tasks call them (ALS in this process instead of spark-submit)."""
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id)
+    stages.start(ref, params)
+    splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
+    stages.popularity(ref, splits)
+    for cfg in RunConfig.from_params(params).als_configs():
+        stages.als_local(ref, cfg.params())
+    best = stages.select(ref)
+    indexed = stages.build_index(ref, stages.test_eval(ref, best))
+    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed,
+            "promotion": stages.promote(ref, indexed)}
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +65,27 @@ def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(home):
     c = tracking.client()
     assert str(c.get_model_version_by_alias(MODEL_NAME, "champion").version) == first["promotion"]["version"]
     assert str(c.get_model_version_by_alias(MODEL_NAME, "challenger").version) == p["version"]
-    tag = c.get_run(second["ctx"]["parent_run_id"]).data.tags["pipeline.promotion"]
+    tag = c.get_run(second["record"]["parent_run_id"]).data.tags["pipeline.promotion"]
     assert "challenger" in tag and "<" in tag
     # a retried promote task registers nothing new
-    again = stages.promote(second["ctx"], second["best"], json.loads(
-        (Path(second["ctx"]["run_dir"]) / "test" / "metrics.json").read_text()),
-        {"bundle_dir": str(Path(second["ctx"]["run_dir"]) / "bundle"), "index": None}, worse)
-    assert again["version"] == p["version"]
+    again = stages.promote(second["ref"], second["indexed"])
+    assert again["version"] == p["version"] and again["alias"] == "challenger"
 
 
 def test_a_failed_configuration_is_marked_failed_and_the_sweep_goes_on(home):
-    ctx = json.loads(next((home / "runs").glob("run-good/context.json")).read_text())
-    data = SplitData(Path(ctx["run_dir"]) / "split")
+    lay = RunLayout.for_run("run-good", home=home)
+    ctx = lay.read_record()
+    data = SplitData(lay.split)
 
     def broken():
         raise RuntimeError("out of memory (simulated)")
 
     with pytest.raises(RuntimeError):
-        run_config(key="als-broken", label="broken", params={"model": "als"}, out_dir=Path(ctx["run_dir"]) / "sweep",
+        run_config(key="als-broken", label="broken", params={"model": "als"}, out_dir=lay.sweep,
                    data=data, eval_cfg=EvalConfig(), fit=broken, parent_run_id=ctx["parent_run_id"])
     kids = {r.data.tags["pipeline.config_key"]: r for r in tracking.children(ctx["parent_run_id"])}
     assert kids["als-broken"].info.status == "FAILED"
     assert "out of memory" in kids["als-broken"].data.tags["pipeline.error"]
-    board = leaderboard([Path(ctx["run_dir"]) / "popularity", Path(ctx["run_dir"]) / "sweep"], 100)
+    board = leaderboard(lay.results, 100)
     assert board[-1]["key"] == "als-broken" and board[-1]["status"] == "failed"
     assert select_best(board, 100)["status"] == "ok"

@@ -59,16 +59,18 @@ def test_configs_reject_bad_values_with_the_allowed_ones():
         EvalConfig(k=0)
 
 
-def test_from_params_coerces_ui_values_and_ignores_unknown_keys():
-    cfg = from_params(AlsConfig, {"rank": "25", "reg_param": 1, "alpha": "0.5", "colour": "red"})
+def test_from_params_coerces_ui_values_and_refuses_unknown_keys():
+    cfg = from_params(AlsConfig, {"rank": "25", "reg_param": 1, "alpha": "0.5"})
     assert cfg == AlsConfig(rank=25, reg_param=1.0, alpha=0.5)
     assert from_params(EvalConfig, {"exclude_seen": "true"}).exclude_seen is True
+    with pytest.raises(ValueError, match="unknown setting 'colour' for AlsConfig; known: alpha, confidence"):
+        from_params(AlsConfig, {"rank": 25, "colour": "red"})
 
 
 def test_grids_cover_every_combination_with_readable_labels():
     grid = als_grid(ranks=[10, 20, 25], reg_params=[0.001, 0.01, 0.1], alphas=[0.1, 0.5, 0.8, 1.2])
     assert len(grid) == 36 and len({c.key for c in grid}) == 36
-    assert grid[0].label == "rank=10 reg=0.001 alpha=0.1"
+    assert grid[0].label == "spark rank=10 reg=0.001 alpha=0.1 iters=10 linear"
     pops = popularity_grid()
     assert [c.key for c in pops][-2:] == ["pop-listeners", "pop-plays"]
     assert len(pops) == 9

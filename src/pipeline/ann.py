@@ -17,7 +17,6 @@ checks it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import INDEX_KINDS
-from pipeline.paths import atomic_dir
+from pipeline.paths import atomic_dir, sha256_file
 
 __all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "save_index", "load_index", "plot_tradeoffs"]
 
@@ -215,14 +214,6 @@ def _key(kind: str, params: dict[str, Any]) -> str:
     return kind + json.dumps({k: v for k, v in params.items() if k not in ("search_k", "ef")}, sort_keys=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_index(choice: IndexChoice, item_factors: np.ndarray, out_dir: Path) -> Path:
     """Write the chosen index (or the factors, for exact) and ``index.json`` with its sha256."""
     c = choice.chosen
@@ -233,7 +224,7 @@ def save_index(choice: IndexChoice, item_factors: np.ndarray, out_dir: Path) -> 
             shutil.copyfile(choice.files[_key(c["kind"], c["params"])], tmp / _FILES[c["kind"]])
         meta = {"kind": c["kind"], "params": c["params"], "rank": int(item_factors.shape[1]),
                 "n_items": int(item_factors.shape[0]), "file": _FILES[c["kind"]],
-                "sha256": _sha256(tmp / _FILES[c["kind"]]), "recall": c["recall"], "p50_ms": c["p50_ms"],
+                "sha256": sha256_file(tmp / _FILES[c["kind"]]), "recall": c["recall"], "p50_ms": c["p50_ms"],
                 "p99_ms": c["p99_ms"], "recall_target": choice.recall_target,
                 "met_target": c["recall"] >= choice.recall_target, "speedup_vs_exact": c.get("speedup_vs_exact")}
         (tmp / "index.json").write_text(json.dumps(meta, indent=1))
@@ -245,7 +236,7 @@ def load_index(path: Path) -> Index:
     path = Path(path)
     meta = json.loads((path / "index.json").read_text())
     file = path / meta["file"]
-    digest = _sha256(file)
+    digest = sha256_file(file)
     if digest != meta["sha256"]:
         raise ValueError(f"{file} is corrupt: sha256 {digest} != {meta['sha256']} recorded in index.json; "
                          "rebuild the index (re-run build_index)")

@@ -28,7 +28,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.spark import get_session
 
     cfg = IngestConfig(
-        input_path=args.input, input_format=args.format, tracks_path=args.tracks, aliases_path=args.aliases,
+        input_path=args.input, input_format=args.input_format, tracks_path=args.tracks, aliases_path=args.aliases,
         columns=json.loads(args.columns) if args.columns else None, max_quarantine_share=args.max_quarantine_share,
     )
     idmap_root = Path(args.idmap) if args.idmap else pipeline_home() / "state" / "idmap"
@@ -60,7 +60,7 @@ def _split(args: argparse.Namespace) -> int:
     from pipeline.spark import get_session
 
     summary = json.loads((Path(args.input) / "summary.json").read_text())
-    cfg = SplitConfig(strategy=args.strategy, fraction=args.fraction, k=args.k, seed=args.seed,
+    cfg = SplitConfig(strategy=args.split_strategy, fraction=args.split_fraction, k=args.k, seed=args.seed,
                       cutoff=args.cutoff, test_quantile=None if args.no_test else args.test_quantile,
                       test_start=args.test_start)
     spark = get_session("pipeline split")
@@ -71,8 +71,8 @@ def _split(args: argparse.Namespace) -> int:
         from pipeline import increments
 
         listens = increments.training_listens(spark, Path(summary["curated"]), summary["partitions"],
-                                              up_to=dt.date.fromisoformat(summary["up_to"]), window_days=args.window_days)
-    elif args.window_days:
+                                              up_to=dt.date.fromisoformat(summary["up_to"]), window_days=args.train_window_days)
+    elif args.train_window_days:
         raise ValueError("--window-days applies to the output of `pipeline ingest` on a date-partitioned input")
     stats = split.split(listens, Path(args.out), cfg, has_timestamps=summary["has_timestamps"],
                         spark=spark,
@@ -131,6 +131,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.runconfig import add_flag
+
     p = argparse.ArgumentParser(prog="pipeline", description="Music recommendations training pipeline.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -145,13 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("ingest", help="load, validate (quarantine), canonical tracks, dedup, ID map")
-    s.add_argument("--format", required=True, help="listenbrainz, generic, lastfm1k, hetrec, audioscrobbler, movielens")
+    add_flag(s, "--format", "input_format", required=True)
     s.add_argument("--input", required=True)
     s.add_argument("--tracks")
     s.add_argument("--aliases")
     s.add_argument("--columns", help='generic format: JSON mapping, e.g. {"user_id": "user", "track_mbid": "mbid"}')
     s.add_argument("--idmap", help="ID map root (default $PIPELINE_HOME/state/idmap)")
-    s.add_argument("--max-quarantine-share", type=float, default=0.01)
+    add_flag(s, "--max-quarantine-share", "max_quarantine_share")
     s.add_argument("--as-of", help="date-partitioned input: ingest the pending partitions up to this date "
                                    "(YYYY-MM-DD, default today UTC)")
     s.add_argument("--curated", help="date-partitioned input: the curated table (default "
@@ -169,16 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("split", help="train/validation/test split of ingested listens")
     s.add_argument("--input", required=True, help="an ingest output folder")
-    s.add_argument("--strategy", default="temporal_user")
-    s.add_argument("--fraction", type=float, default=0.8)
-    s.add_argument("--k", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
+    add_flag(s, "--strategy", "split_strategy")
+    add_flag(s, "--fraction", "split_fraction")
+    s.add_argument("--k", type=int, default=1, help="leave_k_out: the evaluation rows per user")
+    add_flag(s, "--seed", "seed")
     s.add_argument("--cutoff")
-    s.add_argument("--test-quantile", type=float, default=0.9)
+    add_flag(s, "--test-quantile", "test_quantile")
     s.add_argument("--test-start")
     s.add_argument("--no-test", action="store_true", help="no held-out test window")
-    s.add_argument("--window-days", type=int, default=0,
-                   help="date-partitioned ingest: only the listens of the last N days (0: the full history)")
+    add_flag(s, "--window-days", "train_window_days")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_split)
 

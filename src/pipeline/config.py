@@ -35,6 +35,11 @@ POPULARITY_VARIANTS = ("plays_per_listener", "listeners", "plays")
 SEED_BETAS = (1, 10, 50, 200, 500, 1000, 10000)
 
 
+def num(x: float) -> str:
+    """A number as it appears in keys and labels: up to 12 significant digits, so distinct values stay distinct."""
+    return f"{float(x):.12g}"
+
+
 def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, allowed))}")
@@ -127,12 +132,12 @@ class PopularityConfig:
     def key(self) -> str:
         """A stable, folder-safe name for this configuration."""
         if self.variant == "plays_per_listener":
-            return f"pop-{self.variant}-beta{self.beta:g}"
+            return f"pop-{self.variant}-beta{num(self.beta)}"
         return f"pop-{self.variant}"
 
     @property
     def label(self) -> str:
-        return f"{self.variant} beta={self.beta:g}" if self.variant == "plays_per_listener" else self.variant
+        return f"{self.variant} beta={num(self.beta)}" if self.variant == "plays_per_listener" else self.variant
 
     def params(self) -> dict[str, Any]:
         return {"model": "popularity", "variant": self.variant, "beta": self.beta}
@@ -166,14 +171,15 @@ class AlsConfig:
     def key(self) -> str:
         """A stable, folder-safe name for this configuration."""
         return (
-            f"als-{self.engine}-r{self.rank}-reg{self.reg_param:g}-a{self.alpha:g}"
+            f"als-{self.engine}-r{self.rank}-reg{num(self.reg_param)}-a{num(self.alpha)}"
             f"-it{self.max_iter}-{self.confidence}-s{self.seed}"
         )
 
     @property
     def label(self) -> str:
-        """The readable map index shown in the Airflow UI."""
-        return f"rank={self.rank} reg={self.reg_param:g} alpha={self.alpha:g}"
+        """The readable map index and MLflow run name: every field but the seed, so it is unique in a grid."""
+        return (f"{self.engine} rank={self.rank} reg={num(self.reg_param)} alpha={num(self.alpha)} "
+                f"iters={self.max_iter} {self.confidence}")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -249,12 +255,16 @@ def popularity_grid(betas: Sequence[float] = SEED_BETAS) -> list[PopularityConfi
 
 
 def from_params(cls: type, params: Mapping[str, Any], **overrides: Any) -> Any:
-    """Build ``cls`` from the keys of ``params`` that it knows; unknown keys are ignored.
+    """Build ``cls`` from ``params``; a key ``cls`` does not know is an error that lists the known ones.
 
     Values that arrive as strings or lists from the UI are coerced to the field's type.
     """
     names = {f.name: f for f in fields(cls)}
-    kwargs = {k: v for k, v in {**params, **overrides}.items() if k in names and v is not None}
+    unknown = sorted((set(params) | set(overrides)) - set(names))
+    if unknown:
+        raise ValueError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} for "
+                         f"{cls.__name__}; known: {', '.join(sorted(names))}")
+    kwargs = {k: v for k, v in {**params, **overrides}.items() if v is not None}
     for name, value in list(kwargs.items()):
         default = names[name].default
         if isinstance(default, tuple) and isinstance(value, list):

@@ -1,22 +1,29 @@
-"""Read split tables onto the driver as sparse user x item matrices (for scoring, not for ETL).
+"""A split folder read onto the driver as sparse user x item matrices (for scoring, not for ETL).
 
-Evaluation and the single-machine engine need the interactions as a CSR matrix; Spark
-stages never call this. Shapes come from the ID map, so every matrix of one run lines up.
+Evaluation, serving and the single-machine engines need the interactions as CSR matrices;
+Spark stages never call this. Shapes come from the ID map, so every matrix of one run lines up.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
-__all__ = ["read_matrix"]
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+__all__ = ["SplitData", "read_matrix"]
 
 
 def read_matrix(split_dir: Path, shape: tuple[int, int], *, values: str = "play_count") -> sp.csr_matrix:
     """Sum ``values`` per (user_idx, track_idx) of the Parquet folder into a CSR matrix of ``shape``."""
     import pyarrow.dataset as ds
+    import scipy.sparse as sp
 
     table = ds.dataset(str(split_dir), format="parquet").to_table(columns=["user_idx", "track_idx", values])
     users = table.column("user_idx").to_numpy()
@@ -25,3 +32,42 @@ def read_matrix(split_dir: Path, shape: tuple[int, int], *, values: str = "play_
     m = sp.coo_matrix((vals, (users, items)), shape=shape).tocsr()
     m.sum_duplicates()
     return m
+
+
+@dataclass
+class SplitData:
+    """The train / val / test matrices of one split folder, read on first use."""
+
+    split_dir: Path
+
+    SETS = ("train", "val", "test")
+
+    def path(self, which: str) -> Path:
+        """The Parquet folder of one set (``train``, ``val`` or ``test``)."""
+        if which not in self.SETS:
+            raise ValueError(f"split set {which!r} does not exist; choose one of {', '.join(self.SETS)}")
+        return Path(self.split_dir) / which
+
+    @property
+    def train_path(self) -> Path:
+        return self.path("train")
+
+    @property
+    def stats_path(self) -> Path:
+        return Path(self.split_dir) / "stats.json"
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self.stats_path.read_text())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n_users, n_tracks = self.stats["shape"]
+        return int(n_users), int(n_tracks)
+
+    @cached_property
+    def train(self) -> sp.csr_matrix:
+        return read_matrix(self.train_path, self.shape)
+
+    def truth(self, which: str) -> sp.csr_matrix:
+        return read_matrix(self.path(which), self.shape)

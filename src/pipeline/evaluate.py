@@ -1,5 +1,6 @@
-"""Score any recommender's output: ``pipeline evaluate --recs RECS.parquet --truth TRUTH.parquet -k 100``.
+"""Scoring: a model on a split of the run (:func:`evaluate`), or any recommender's output tables.
 
+The tables: ``pipeline evaluate --recs RECS.parquet --truth TRUTH.parquet -k 100``.
 Each table has a ``user`` column and a list column ``items`` (ranked in RECS; the relevant
 items in TRUTH). Every user in TRUTH with at least one item is evaluated; one missing from
 RECS counts with an empty list (scores 0), never silently skipped. Users only in RECS are
@@ -12,14 +13,44 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipeline.metrics import ranking_metrics
 
-__all__ = ["evaluate_tables", "main"]
+if TYPE_CHECKING:
+    from pipeline.config import EvalConfig
+    from pipeline.data import SplitData
+    from pipeline.models import Recommender
+
+__all__ = ["evaluate", "evaluate_tables", "main"]
+
+
+def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
+    """Metrics of ``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
+
+    Users with evaluation rows but no train history cannot be ranked by a factor model; they
+    are left out for every model alike and counted in ``n_cold_users``. When ``spark`` runs on a
+    cluster, a factor model's top-K is computed on the executors.
+    """
+    from pipeline.distributed import is_cluster, recommend_distributed
+    from pipeline.models import FactorModel
+
+    train, truth = data.train, data.truth(which)
+    has_train = np.diff(train.indptr) > 0
+    has_truth = np.diff(truth.indptr) > 0
+    users = np.flatnonzero(has_train & has_truth)
+    catalogue = int((np.diff(train.tocsc().indptr) > 0).sum())
+    exclude = train if cfg.exclude_seen else None
+    if isinstance(model, FactorModel) and is_cluster(spark):
+        recs = recommend_distributed(spark, model, users, cfg.k, exclude=exclude)
+    else:
+        recs = model.recommend(users, cfg.k, exclude=exclude)
+    metrics = ranking_metrics(recs, truth[users], cfg.k, n_items=catalogue)
+    metrics["n_cold_users"] = int((has_truth & ~has_train).sum())
+    return metrics
 
 
 def _read(path: str | Path, role: str) -> Any:

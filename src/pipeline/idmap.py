@@ -15,19 +15,16 @@ file lock serialises concurrent updates, so two runs at once cannot corrupt the 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.paths import atomic_dir, atomic_write_text
+from pipeline.paths import atomic_dir, atomic_write_text, file_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["IdMap", "current_version", "load", "update"]
+__all__ = ["IdMap", "current_version", "load", "table_path", "update"]
 
 _KINDS = ("users", "tracks")
 _MAX_ID = 2**31 - 1
@@ -43,18 +40,12 @@ class IdMap:
     n_tracks: int
 
     def path(self, kind: str) -> Path:
-        return self.root / self.version / kind
+        return table_path(self.root, self.version, kind)
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def table_path(root: Path, version: str, kind: str) -> Path:
+    """The Parquet folder of one version's ``users`` or ``tracks`` (``key``, ``id``)."""
+    return Path(root) / version / kind
 
 
 def current_version(root: Path) -> str | None:
@@ -105,7 +96,7 @@ def update(spark: "SparkSession", root: Path, users: "DataFrame", tracks: "DataF
     the current version is reused and no folder is written.
     """
     root = Path(root)
-    with _locked(root):
+    with file_lock(Path(root) / ".lock"):
         current = current_version(root)
         old_users = old_tracks = None
         if current is not None:

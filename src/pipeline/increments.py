@@ -34,22 +34,19 @@ file was added, removed or rewritten.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import IngestConfig
-from pipeline.paths import atomic_dir, atomic_write_text, pipeline_home, run_key
+from pipeline.paths import atomic_dir, atomic_write_text, file_lock, fingerprint, pipeline_home, run_key, sha256_file
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -127,11 +124,6 @@ def default_curated_dir(input_root: str | os.PathLike[str], home: Path | None = 
 
 # ---------------------------------------------------------------- raw fingerprints
 
-def _sha256(f: Path) -> str:
-    with open(f, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _raw_files(part: Path, known: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every file Spark would read under ``part`` (hidden ``.``/``_`` names skipped), with its SHA-256.
 
@@ -146,15 +138,12 @@ def _raw_files(part: Path, known: Mapping[str, Mapping[str, Any]] | None = None)
         prev = (known or {}).get(str(rel))
         same = prev is not None and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns
         out.append({"path": str(rel), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                    "sha256": prev["sha256"] if same else _sha256(f)})
+                    "sha256": prev["sha256"] if same else sha256_file(f)})
     return out
 
 
 def _fingerprint(files: list[dict[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f['path']}\0{f['size']}\0{f['sha256']}\n".encode())
-    return h.hexdigest()[:16]
+    return fingerprint((f["path"], f["size"], f["sha256"]) for f in files)
 
 
 # ---------------------------------------------------------------- the curated table
@@ -211,17 +200,6 @@ def check_unchanged(parts: list[RawPartition], records: Mapping[str, Mapping[str
 
 def pending(parts: list[RawPartition], records: Mapping[str, Any], up_to: dt.date) -> list[RawPartition]:
     return [p for p in parts if p.date <= up_to and p.name not in records]
-
-
-@contextlib.contextmanager
-def _locked(curated: Path) -> Iterator[None]:
-    curated.mkdir(parents=True, exist_ok=True)
-    with open(curated / ".lock", "a") as fh:  # "a": taking the lock leaves the folder untouched
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- the two stages, per partition
@@ -324,7 +302,7 @@ def commit_pending(validated: Mapping[str, Any], *, idmap_root: Path, spark: "Sp
     curated, work = Path(validated["curated"]), Path(validated["work"])
     root = Path(validated["input_root"])
     done, skipped = [], []
-    with _locked(curated):
+    with file_lock(curated / ".lock"):
         if not (curated / "dataset.json").exists():
             atomic_write_text(curated / "dataset.json", json.dumps(
                 {"input_root": str(root), "input_format": validated["format"]}, indent=1))

@@ -3,7 +3,7 @@
 Layout under the pipeline home (``$PIPELINE_HOME``, default ``<repo>/var``)::
 
     data/                 inputs (the demo's synthetic log lands in data/demo)
-    runs/<run_key>/       one folder per DAG run: ingest/, split/, sweep/<config>/, ...
+    runs/<run_key>/       one folder per DAG run, named by :class:`RunLayout`
     curated/<name>/       nightly increments: listens/date=YYYY-MM-DD/ (see pipeline.increments)
     state/idmap/          the persistent, append-only ID map (versioned)
     mlflow/               the embedded MLflow store (mlflow.db + artifacts/)
@@ -13,14 +13,22 @@ Layout under the pipeline home (``$PIPELINE_HOME``, default ``<repo>/var``)::
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["pipeline_home", "run_dir", "run_key", "atomic_dir", "atomic_write_text"]
+__all__ = [
+    "pipeline_home", "run_dir", "run_key", "RunLayout", "atomic_dir", "atomic_write_text", "file_lock", "sha256_file",
+    "fingerprint",
+]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +49,131 @@ def run_key(run_id: str) -> str:
 def run_dir(run_id: str, *, home: Path | None = None) -> Path:
     """The folder that holds every output of one DAG run."""
     return (home or pipeline_home()) / "runs" / run_key(run_id)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Every input and output of one run, by name: the only place that spells the run folder's layout.
+
+    ``runs/<run_key>/``::
+
+        context.json            the run's record (start): parent MLflow run, input, fingerprint, config
+        ingest/                 validate: validated/, quarantine/, data_docs/, validation.json,
+                                validate_summary.json (partitions/ for nightly increments);
+                                dedup: listens/, tracks/, summary.json
+        split/                  train/, val/, test/, stats.json, stats.md
+        popularity/<config>/    model/, result.json (one per baseline variant)
+        sweep/<config>/         model/, result.json (one per ALS grid point)
+        select/                 leaderboard.{md,json}, sweep plots
+        test/metrics.json       the selected model and the best baseline on the test window
+        index_tuning/           every measured index setting, tuning.json, tradeoffs.png
+        bundle/                 what the served model loads (index, ID maps, factors, fallback)
+        promotion.json          the registry decision
+    """
+
+    root: Path
+
+    @classmethod
+    def for_run(cls, key: str, *, home: Path | None = None) -> RunLayout:
+        return cls(run_dir(key, home=home))
+
+    # -- start
+    @property
+    def record(self) -> Path:
+        return self.root / "context.json"
+
+    def read_record(self) -> dict[str, Any]:
+        if not self.record.exists():
+            raise FileNotFoundError(f"{self.record} is missing: the run's first task (start) did not finish")
+        return json.loads(self.record.read_text())
+
+    # -- validate and dedup
+    @property
+    def ingest(self) -> Path:
+        return self.root / "ingest"
+
+    @property
+    def validated(self) -> Path:
+        return self.ingest / "validated"
+
+    @property
+    def validate_summary(self) -> Path:
+        return self.ingest / "validate_summary.json"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.ingest / "validation.json"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.ingest / "data_docs"
+
+    @property
+    def partitions(self) -> Path:
+        return self.ingest / "partitions"
+
+    @property
+    def listens(self) -> Path:
+        return self.ingest / "listens"
+
+    @property
+    def tracks(self) -> Path:
+        return self.ingest / "tracks"
+
+    @property
+    def ingest_summary(self) -> Path:
+        return self.ingest / "summary.json"
+
+    # -- split, sweeps, selection
+    @property
+    def split(self) -> Path:
+        return self.root / "split"
+
+    @property
+    def split_table(self) -> Path:
+        return self.split / "stats.md"
+
+    @property
+    def popularity(self) -> Path:
+        return self.root / "popularity"
+
+    @property
+    def sweep(self) -> Path:
+        return self.root / "sweep"
+
+    @property
+    def results(self) -> tuple[Path, Path]:
+        """The folders whose ``<config>/result.json`` make the leaderboard."""
+        return self.popularity, self.sweep
+
+    @property
+    def select(self) -> Path:
+        return self.root / "select"
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.select / "leaderboard.json"
+
+    @property
+    def leaderboard_table(self) -> Path:
+        return self.select / "leaderboard.md"
+
+    # -- test, index, promotion
+    @property
+    def test_metrics(self) -> Path:
+        return self.root / "test" / "metrics.json"
+
+    @property
+    def index_tuning(self) -> Path:
+        return self.root / "index_tuning"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "bundle"
+
+    @property
+    def promotion(self) -> Path:
+        return self.root / "promotion.json"
 
 
 @contextlib.contextmanager
@@ -75,3 +208,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing, never truncated) for the block."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def fingerprint(entries: Iterable[Iterable[Any]]) -> str:
+    """16 hex digits of SHA-256 over one line per entry (e.g. a file's name, size and hash or mtime)."""
+    h = hashlib.sha256()
+    for entry in entries:
+        h.update(("\0".join(map(str, entry)) + "\n").encode())
+    return h.hexdigest()[:16]

@@ -10,7 +10,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["default_driver_memory", "get_session", "release_session", "spill_dir"]
+__all__ = ["SESSION_CONF", "default_driver_memory", "get_session", "release_session", "spill_dir", "submit_conf"]
+
+# Every session of the pipeline, in-process or submitted: UTC timestamps, many small shuffle
+# partitions that spill in pieces instead of failing (adaptive execution merges them back),
+# no console progress bars, Arrow for toPandas, Parquet timestamps in microseconds.
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "64"),
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
 
 _started: "SparkSession | None" = None  # the session get_session built, the only one release_session stops
 
@@ -36,17 +49,9 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory())
         os.environ.setdefault("SPARK_LOCAL_DIRS", str(spill_dir()))  # read by the JVM at launch, as on a cluster
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        builder.config("spark.sql.session.timeZone", "UTC")
-        # many small shuffle partitions spill in pieces instead of failing; adaptive execution merges them back
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "64"))
-        .config("spark.sql.adaptive.enabled", "true")
-        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")  # toPandas in columns, not Row objects
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .getOrCreate()
-    )
+    for key, value in SESSION_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     if not foreign:
         _started = session
     return session
@@ -68,6 +73,16 @@ def release_session() -> None:
     jvm = session.sparkContext._jvm
     session.stop()
     jvm.System.gc()
+
+
+def submit_conf() -> dict[str, str]:
+    """Spark conf for submitted jobs: :data:`SESSION_CONF`, this Python on driver and executors.
+
+    The driver (client deploy mode: on this machine) gets the same memory as an in-process
+    session, ``$SPARK_DRIVER_MEMORY`` or a quarter of RAM.
+    """
+    return {**SESSION_CONF, "spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
+            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory()}
 
 
 def default_driver_memory() -> str:

@@ -1,64 +1,106 @@
-"""The DAG's task bodies: each takes the run context (plain dict of paths/ids) and the DAG params.
+"""The DAG's task bodies: one function per task, each a few calls into the modules that do the work.
 
-Tasks pass paths, not data. Every output lands under the run folder
-``<home>/runs/<dag run id>/``, so a retried task or a re-run of the same DAG run rewrites
-the same places (atomically) and finds its MLflow runs again by their tags.
+A task knows its run by a :class:`RunRef` (the DAG run's ids, taken from the Airflow context,
+not handed down by another task). ``start`` validates the params into a :class:`RunConfig`,
+creates the MLflow parent run and writes the run's record; every later stage reads the
+config and the record back from the run folder, whose every path :class:`RunLayout` names.
+Between tasks travel only small summaries of what the upstream stage wrote, so the Airflow
+graph draws the data's way: validate → dedup → split → sweeps → select → test → index → promote.
+
+Every output lands under ``<home>/runs/<run key>/``, keyed by the logical date, so a retried
+task or a re-run of the same date rewrites the same places (atomically) and finds its MLflow
+runs again by their tags.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pipeline import tracking
-from pipeline.config import (
-    AlsConfig, EvalConfig, IndexConfig, IngestConfig, SplitConfig, als_grid, from_params, popularity_grid,
-)
-from pipeline.paths import atomic_write_text, pipeline_home, run_dir
+from pipeline.data import SplitData
+from pipeline.paths import RunLayout, atomic_write_text, fingerprint, pipeline_home
+from pipeline.runconfig import RunConfig
 
 __all__ = [
-    "DEFAULT_PARAMS", "start", "validate", "dedup", "split", "popularity", "als_grid_from", "als_submit_kwargs",
-    "als_local", "select", "test_eval", "build_index", "promote", "fingerprint",
+    "JOB_FILE", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity", "als_submit_kwargs", "als_local",
+    "select", "test_eval", "build_index", "promote", "resolve_input", "input_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
 
 JOB_FILE = Path(__file__).resolve().parent / "jobs" / "als_job.py"
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "input_path": "data/demo",
-    "input_format": "listenbrainz",
-    "k": 100,
-    "exclude_seen": False,
-    "split_strategy": "temporal_user",
-    "split_fraction": 0.8,
-    "test_quantile": 0.9,
-    "ranks": [10, 20],
-    "reg_params": [0.01, 0.1],
-    "alphas": [0.5],
-    "max_iters": [10],
-    "confidence": "linear",
-    "engine": "spark",
-    "betas": [1, 10, 50, 200, 500, 1000, 10000],
-    "max_quarantine_share": 0.01,
-    "recall_target": 0.95,
-    "index_kinds": ["annoy_dot", "annoy_angular_aug", "hnsw_ip"],
-    "annoy_trees": [10, 50],
-    "hnsw_M": [16, 32],
-    "hnsw_ef_construction": 200,
-    "train_window_days": 0,
-}
+
+@dataclass(frozen=True)
+class RunRef:
+    """Which run a task belongs to. ``run_key`` (the logical date) names its folder and MLflow runs."""
+
+    dag_id: str
+    dag_run_id: str
+    run_key: str
+    as_of: dt.datetime | None = None  # the run's date: nightly partitions are ingested up to it
+    run_after: dt.datetime | None = None  # when it was triggered: validation's "in the future" bound
+
+    @classmethod
+    def from_airflow(cls, context: Mapping[str, Any]) -> RunRef:
+        """From a task's Airflow context (``logical_date``, ``run_id``, ``dag``, ``dag_run``)."""
+        logical = context.get("logical_date")
+        run_after = getattr(context.get("dag_run"), "run_after", None)
+        return cls(dag_id=context["dag"].dag_id, dag_run_id=context["run_id"],
+                   run_key=logical.isoformat() if logical else context["run_id"],
+                   as_of=logical or run_after, run_after=run_after)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout.for_run(self.run_key)
 
 
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
+@dataclass(frozen=True)
+class Run:
+    """A started run, read back from its record: the config, the layout, the MLflow parent run."""
+
+    ref: RunRef
+    cfg: RunConfig
+    layout: RunLayout
+    record: Mapping[str, Any]
+
+    @classmethod
+    def open(cls, ref: RunRef) -> Run:
+        record = ref.layout.read_record()
+        return cls(ref, RunConfig.from_params(record["config"]), ref.layout, record)
+
+    @property
+    def parent(self) -> str:
+        return self.record["parent_run_id"]
+
+    @property
+    def increments(self) -> Mapping[str, Any] | None:
+        return self.record.get("increments")
+
+    @property
+    def idmap_root(self) -> Path:
+        return Path(self.record["idmap_root"])
+
+    @cached_property
+    def split_data(self) -> SplitData:
+        return SplitData(self.layout.split)
+
+
+def _spark():
+    from pipeline.spark import get_session
+
+    return get_session("music-recs")
+
+
+# ---------------------------------------------------------------- start
 
 
 def data_roots() -> list[Path]:
@@ -83,318 +125,323 @@ def resolve_input(path: str) -> Path:
     return p
 
 
-def fingerprint(path: Path) -> str:
+def input_fingerprint(path: Path) -> str:
     """A short hash of the input's files (relative names, sizes, modification times)."""
-    h = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(path.parent if path.is_file() else path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+    base = path.parent if path.is_file() else path
+    return fingerprint((f.relative_to(base), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
 
 
-def _eval_cfg(p: Mapping[str, Any]) -> EvalConfig:
-    return EvalConfig(k=int(p["k"]), exclude_seen=bool(p["exclude_seen"]))
+def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check the params (:class:`RunConfig`), find the input, open the MLflow parent run, write the record.
 
-
-def start(params: Mapping[str, Any] | None, *, dag_id: str, dag_run_id: str, run_key: str | None = None,
-          as_of: dt.datetime | None = None) -> dict[str, Any]:
-    """Create (or find) the run folder and the MLflow parent run; return the run context.
-
-    ``run_key`` (the DAG run's logical date; default its run id) names both, so running the
-    same logical date again rewrites the same outputs and reuses the same MLflow runs.
-    ``as_of`` (the logical date; default now) is the run's date: a date-partitioned input
-    (``date=YYYY-MM-DD`` folders) is ingested up to that day (nightly increments).
+    Any invalid param fails here, before any Spark job, with a message that names it.
     """
-    p = _params(params)
-    src = resolve_input(p["input_path"])
+    cfg = RunConfig.from_params(params)
+    src = resolve_input(cfg.input_path)
     if not src.exists():
         raise FileNotFoundError(f"input_path {src} does not exist; point the 'input_path' param at your listens")
-    run_key = run_key or dag_run_id
-    rdir = run_dir(run_key)
-    rdir.mkdir(parents=True, exist_ok=True)
-    fp = fingerprint(src)
-    parent = tracking.parent_run(
-        dag_id=dag_id, dag_run_id=dag_run_id, run_key=run_key,
-        tags={"pipeline.input_fingerprint": fp, "pipeline.input_path": str(src),
-              "pipeline.protocol": "exclude_seen" if p["exclude_seen"] else "keep_seen"},
-        params={k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.items()},
-    )
-    ctx = {"run_dir": str(rdir), "parent_run_id": parent, "dag_id": dag_id, "dag_run_id": dag_run_id, "run_key": run_key,
-           "input_path": str(src), "fingerprint": fp, "idmap_root": str(pipeline_home() / "state" / "idmap")}
-    ctx.update(_increments_ctx(src, as_of, parent))
-    if p["train_window_days"] and not ctx.get("increments"):
-        raise ValueError(f"train_window_days={p['train_window_days']} applies to a date-partitioned input "
+    increments = _increments(src, ref.as_of)
+    if cfg.train_window_days and not increments:
+        raise ValueError(f"train_window_days={cfg.train_window_days} applies to a date-partitioned input "
                          f"(date=YYYY-MM-DD folders), but {src} is a snapshot; set it to 0 or partition the input "
                          "(`pipeline partition`)")
-    atomic_write_text(rdir / "context.json", json.dumps(ctx, indent=1))
-    return ctx
+    fp = input_fingerprint(src)
+    parent = tracking.parent_run(
+        dag_id=ref.dag_id, dag_run_id=ref.dag_run_id, run_key=ref.run_key,
+        tags={"pipeline.input_fingerprint": fp, "pipeline.input_path": str(src), "pipeline.protocol": cfg.protocol},
+        params={k: json.dumps(v) if isinstance(v, list) else v for k, v in cfg.to_params().items()},
+    )
+    if increments:
+        tracking.client().set_tag(parent, "pipeline.increments",
+                                  f"up to {increments['up_to']}, curated {increments['curated']}")
+    record = {"parent_run_id": parent, "dag_id": ref.dag_id, "dag_run_id": ref.dag_run_id, "run_key": ref.run_key,
+              "run_dir": str(ref.layout.root), "input_path": str(src), "fingerprint": fp,
+              "idmap_root": str(pipeline_home() / "state" / "idmap"), "config": cfg.to_params()}
+    if increments:
+        record["increments"] = increments
+    ref.layout.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ref.layout.record, json.dumps(record, indent=1))
+    _progress(f"{len(cfg.als_configs())} ALS and {len(cfg.popularity_configs())} popularity configurations")
+    return {"run_dir": record["run_dir"], "input_path": str(src), "parent_run_id": parent}
 
 
-def _increments_ctx(src: Path, as_of: dt.datetime | None, parent_run_id: str) -> dict[str, Any]:
-    """For a date-partitioned input: the curated table and the run's date (``{}`` for a snapshot)."""
+def _increments(src: Path, as_of: dt.datetime | None) -> dict[str, str] | None:
+    """For a date-partitioned input: the curated table and the run's date (None for a snapshot)."""
     from pipeline import increments
 
     if not increments.is_partitioned(src):
-        return {}
+        return None
     day = (as_of or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date()
     curated = increments.default_curated_dir(src)
     log.info("input %s is date-partitioned (date=YYYY-MM-DD folders): nightly increments up to %s into %s",
              src, day, curated)
-    tracking.client().set_tag(parent_run_id, "pipeline.increments", f"up to {day}, curated {curated}")
-    return {"increments": {"curated": str(curated), "up_to": day.isoformat()}}
+    return {"curated": str(curated), "up_to": day.isoformat()}
 
 
-def _spark():
-    from pipeline.spark import get_session
-
-    return get_session("music-recs")
+# ---------------------------------------------------------------- ingest
 
 
-def validate(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, *, as_of: dt.datetime | None = None) -> dict[str, Any]:
+def validate(ref: RunRef) -> dict[str, Any]:
     """Load + Great Expectations; quarantine bad rows; fail the run on a bad batch."""
-    from pipeline import ingest
+    from pipeline import ingest, increments
 
-    p = _params(params)
-    cfg = from_params(IngestConfig, p, input_path=ctx["input_path"])
-    out = Path(ctx["run_dir"]) / "ingest"
-    if ctx.get("increments"):
-        return _validate_increments(ctx, cfg, out)
+    run = Run.open(ref)
+    cfg = run.cfg.ingest(run.record["input_path"])
+    lay = run.layout
+    if run.increments:
+        try:
+            v = increments.validate_pending(cfg, Path(run.increments["curated"]), lay.partitions,
+                                            up_to=dt.date.fromisoformat(run.increments["up_to"]), spark=_spark())
+        finally:
+            for part in sorted(lay.partitions.glob("date=*")) if lay.partitions.exists() else []:
+                tracking.log_files(run.parent, [part / "validate_summary.json", part / "validation.json"],
+                                   f"validation/{part.name}")
+        atomic_write_text(lay.validate_summary, json.dumps(v, indent=1))
+        tracking.log_metrics(run.parent, {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
+                                          "partitions_pending": len(v["pending"])})
+        _progress(f"{len(v['pending'])} partitions pending, {v['rows_in']:,} rows, {v['quarantined']:,} quarantined")
+        return v
     try:
-        summary = ingest.validate_stage(cfg, out, spark=_spark(), as_of=as_of)
+        summary = ingest.validate_stage(cfg, lay.ingest, spark=_spark(), as_of=ref.run_after)
     finally:
-        _log_validation(ctx, out)
+        tracking.log_files(run.parent, [lay.validate_summary, lay.validation_report], "validation")
+        tracking.log_files(run.parent, [lay.data_docs], "validation/data_docs")
+        if lay.validate_summary.exists():
+            s = json.loads(lay.validate_summary.read_text())
+            tracking.log_metrics(run.parent, {"rows_in": s["rows_in"], "quarantined": s["quarantined"]})
+    _progress(f"{summary['rows_out']:,} rows kept, {summary['quarantined']:,} quarantined")
     return summary
 
 
-def _validate_increments(ctx: Mapping[str, Any], cfg: IngestConfig, out: Path) -> dict[str, Any]:
-    """Validate each pending partition (date <= the run's date) into ``ingest/partitions/date=D/``."""
-    from pipeline import increments
+def dedup(ref: RunRef, validated: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical tracks, duplicates dropped, ID map extended (each pending partition committed once)."""
+    from pipeline import increments, ingest
 
-    inc = ctx["increments"]
-    work = out / "partitions"
-    try:
-        v = increments.validate_pending(cfg, Path(inc["curated"]), work, up_to=dt.date.fromisoformat(inc["up_to"]),
-                                        spark=_spark())
-    finally:
-        c = tracking.client()
-        for part in sorted(work.glob("date=*")) if work.exists() else []:
-            for f in ("validate_summary.json", "validation.json"):
-                if (part / f).exists():
-                    c.log_artifact(ctx["parent_run_id"], str(part / f), f"validation/{part.name}")
-    atomic_write_text(out / "validate_summary.json", json.dumps(v, indent=1))
-    tracking.log_metrics(ctx["parent_run_id"], {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
-                                                "partitions_pending": len(v["pending"])})
-    return v
-
-
-def _log_validation(ctx: Mapping[str, Any], out: Path) -> None:
-    c = tracking.client()
-    for f in ("validate_summary.json", "validation.json"):
-        if (out / f).exists():
-            c.log_artifact(ctx["parent_run_id"], str(out / f), "validation")
-    if (out / "data_docs").exists():
-        c.log_artifacts(ctx["parent_run_id"], str(out / "data_docs"), "validation/data_docs")
-    if (out / "validate_summary.json").exists():
-        s = json.loads((out / "validate_summary.json").read_text())
-        tracking.log_metrics(ctx["parent_run_id"], {"rows_in": s["rows_in"], "quarantined": s["quarantined"]})
-
-
-def dedup(ctx: Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
-    """Canonical tracks, duplicates dropped, ID map extended."""
-    from pipeline import ingest
-
-    out = Path(ctx["run_dir"]) / "ingest"
+    run = Run.open(ref)
+    lay = run.layout
     if validated.get("increments"):
-        return _dedup_increments(ctx, validated, out)
-    d = ingest.dedup_stage(out / "validated", out, idmap_root=Path(ctx["idmap_root"]),
-                           has_timestamps=validated["has_timestamps"], spark=_spark())
-    summary = ingest.write_summary(out, validated, d)
-    tracking.log_metrics(ctx["parent_run_id"], {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
-    c = tracking.client()
-    c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
-    c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
-    return summary
+        spark = _spark()
+        summary = increments.commit_pending(validated, idmap_root=run.idmap_root, spark=spark,
+                                            ingested_by=ref.dag_run_id)
+        increments.write_tracks(spark, Path(summary["curated"]), summary["partitions"], lay.tracks)
+        atomic_write_text(lay.ingest_summary, json.dumps(summary, indent=1))
+        tracking.log_metrics(run.parent, {"partitions_ingested": len(summary["ingested"]),
+                                          "history_rows": summary["history_rows"]})
+        tracking.set_tags(run.parent, {"pipeline.partitions": (
+            f"{summary['partitions'][0]} .. {summary['partitions'][-1]} ({len(summary['partitions'])}; "
+            f"ingested now: {', '.join(summary['ingested']) or 'none'})")})
+    else:
+        d = ingest.dedup_stage(lay.validated, lay.ingest, idmap_root=run.idmap_root,
+                               has_timestamps=validated["has_timestamps"], spark=_spark())
+        summary = ingest.write_summary(lay.ingest, validated, d)
+    tracking.log_metrics(run.parent, {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
+    tracking.set_tags(run.parent, {"pipeline.idmap_version": summary["idmap_version"]})
+    tracking.log_files(run.parent, [lay.ingest_summary], "ingest")
+    _progress(f"{summary['rows_out']:,} listens, {summary['duplicates']:,} duplicates dropped")
+    return {k: v for k, v in summary.items() if k not in ("raw_files", "validated")}
 
 
-def _dedup_increments(ctx: Mapping[str, Any], validated: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    """Commit the validated partitions to the curated table (each exactly once); the run's view of it."""
-    from pipeline import increments
-
-    spark = _spark()
-    summary = increments.commit_pending(validated, idmap_root=Path(ctx["idmap_root"]), spark=spark,
-                                        ingested_by=ctx["dag_run_id"])
-    increments.write_tracks(spark, Path(summary["curated"]), summary["partitions"], out / "tracks")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
-    tracking.log_metrics(ctx["parent_run_id"], {
-        "rows_out": summary["rows_out"], "duplicates": summary["duplicates"],
-        "tracks_merged_by_name": summary["tracks_merged_by_name"], "partitions_ingested": len(summary["ingested"]),
-        "history_rows": summary["history_rows"]})
-    c = tracking.client()
-    c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
-    c.set_tag(ctx["parent_run_id"], "pipeline.partitions", f"{summary['partitions'][0]} .. {summary['partitions'][-1]} "
-              f"({len(summary['partitions'])}; ingested now: {', '.join(summary['ingested']) or 'none'})")
-    c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
-    return summary
-
-
-def split(ctx: Mapping[str, Any], ingested: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+def split(ref: RunRef, ingested: Mapping[str, Any]) -> dict[str, Any]:
     """The temporal split with a later test window; the stats table goes to MLflow."""
     from pipeline import split as split_mod
 
-    p = _params(params)
-    cfg = from_params(SplitConfig, {"strategy": p["split_strategy"], "fraction": p["split_fraction"],
-                                    "test_quantile": p["test_quantile"], "seed": p.get("seed", 0)})
-    out = Path(ctx["run_dir"]) / "split"
-    listens: Any = Path(ctx["run_dir"]) / "ingest" / "listens"
+    run = Run.open(ref)
+    lay = run.layout
+    listens: Any = lay.listens
     if ingested.get("increments"):
-        from pipeline import increments
-
-        window = int(p["train_window_days"] or 0)
-        up_to = dt.date.fromisoformat(ingested["up_to"])
-        listens = increments.training_listens(_spark(), Path(ingested["curated"]), ingested["partitions"],
-                                              up_to=up_to, window_days=window)
-        log.info("training on %s of the curated listens (%d partitions up to %s)",
-                 f"the {window} days from {increments.window_start(up_to, window)}" if window else "the full history",
-                 len(ingested["partitions"]), up_to)
-        if window and not listens.limit(1).count():
-            raise ValueError(f"no curated listen has a timestamp in the {window} days from "
-                             f"{increments.window_start(up_to, window)}; widen train_window_days or set it to 0")
-    stats = split_mod.split(listens, out, cfg,
-                            has_timestamps=ingested["has_timestamps"], spark=_spark(),
-                            shape=(ingested["n_users_mapped"], ingested["n_tracks_mapped"]),
+        listens = _window(ingested, run.cfg.train_window_days or 0)
+    stats = split_mod.split(listens, lay.split, run.cfg.split(), has_timestamps=ingested["has_timestamps"],
+                            spark=_spark(), shape=(ingested["n_users_mapped"], ingested["n_tracks_mapped"]),
                             idmap_version=ingested["idmap_version"])
-    atomic_write_text(out / "stats.md", split_mod.format_table(stats) + "\n")
-    c = tracking.client()
-    c.log_artifact(ctx["parent_run_id"], str(out / "stats.md"), "split")
-    c.log_artifact(ctx["parent_run_id"], str(out / "stats.json"), "split")
+    atomic_write_text(lay.split_table, split_mod.format_table(stats) + "\n")
+    tracking.log_files(run.parent, [lay.split_table, run.split_data.stats_path], "split")
     for name, row in stats["table"].items():
-        tracking.log_metrics(ctx["parent_run_id"], row, prefix=f"{name}_")
-    return {"split_dir": str(out), "table": stats["table"]}
+        tracking.log_metrics(run.parent, row, prefix=f"{name}_")
+    _progress(", ".join(f"{name} {row['interactions']:,}" for name, row in stats["table"].items()))
+    return {"split_dir": str(lay.split), "table": stats["table"]}
 
 
-def popularity(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The three popularity variants (plays_per_listener at every beta), logged as children first."""
+def _window(ingested: Mapping[str, Any], window: int) -> Any:
+    """The curated listens a nightly run trains on: the full history or its last ``window`` days."""
+    from pipeline import increments
+
+    up_to = dt.date.fromisoformat(ingested["up_to"])
+    listens = increments.training_listens(_spark(), Path(ingested["curated"]), ingested["partitions"],
+                                          up_to=up_to, window_days=window)
+    start_day = increments.window_start(up_to, window)
+    log.info("training on %s of the curated listens (%d partitions up to %s)",
+             f"the {window} days from {start_day}" if window else "the full history", len(ingested["partitions"]),
+             up_to)
+    if window and not listens.limit(1).count():
+        raise ValueError(f"no curated listen has a timestamp in the {window} days from {start_day}; "
+                         "widen train_window_days or set it to 0")
+    return listens
+
+
+# ---------------------------------------------------------------- the sweeps
+
+
+def popularity(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every popularity variant (plays_per_listener at every beta); a failing one never stops the others."""
     from pipeline.models.popularity import track_stats_spark
     from pipeline.spark import release_session
-    from pipeline.sweep import SplitData, popularity_sweep
+    from pipeline.sweep import popularity_sweep
 
-    p = _params(params)
-    data = SplitData(Path(ctx["run_dir"]) / "split")
-    stats = track_stats_spark(_spark(), Path(data.split_dir) / "train", data.shape[1])
+    run = Run.open(ref)
+    stats = track_stats_spark(_spark(), run.split_data.train_path, run.split_data.shape[1])
     release_session()  # the last stage that needs Spark in this process; ALS runs in its own application
-    results = popularity_sweep(data, Path(ctx["run_dir"]) / "popularity", popularity_grid(p["betas"]),
-                               _eval_cfg(p), parent_run_id=ctx["parent_run_id"], stats=stats,
-                               tags={"airflow.task_id": "popularity_sweep"})
+    results = popularity_sweep(run.split_data, run.layout.popularity, run.cfg.popularity_configs(), run.cfg.eval(),
+                               parent_run_id=run.parent, stats=stats, tags={"airflow.task_id": "popularity_sweep"})
+    best = max(results, key=lambda r: r["metrics"][f"val_map_at_{run.cfg.k}"])
+    _progress(f"{len(results)} configurations, best {best['label']} val MAP@{run.cfg.k} "
+              f"{best['metrics'][f'val_map_at_{run.cfg.k}']:.4f}")
     return [{k: r[k] for k in ("key", "label", "status", "metrics")} for r in results]
 
 
-def als_grid_from(params: Mapping[str, Any] | None) -> list[AlsConfig]:
-    p = _params(params)
-    return als_grid(ranks=p["ranks"], reg_params=p["reg_params"], alphas=p["alphas"], max_iters=p["max_iters"],
-                    seed=int(p.get("seed", 0)), confidence=p["confidence"], engine=p["engine"])
+def _als_args(run: Run, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> list[str]:
+    args = ["--split", str(run.layout.split), "--out", str(run.layout.sweep), "--config", json.dumps(dict(params)),
+            "--k", str(run.cfg.k), "--parent-run-id", run.parent]
+    if tags:
+        args += ["--tags", json.dumps(dict(tags))]
+    return args + (["--exclude-seen"] if run.cfg.exclude_seen else [])
 
 
-def als_submit_kwargs(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """One ``SparkSubmitOperator`` kwargs dict per grid point (``name`` is the readable map index)."""
-    p = _params(params)
-    out = []
-    for i, cfg in enumerate(als_grid_from(p)):
-        args = ["--split", str(Path(ctx["run_dir"]) / "split"), "--out", str(Path(ctx["run_dir"]) / "sweep"),
-                "--config", json.dumps(cfg.params()), "--k", str(p["k"]),
-                "--parent-run-id", ctx["parent_run_id"],
-                "--tags", json.dumps({"airflow.task_id": "als_sweep", "airflow.map_index": str(i)})]
-        if p["exclude_seen"]:
-            args.append("--exclude-seen")
-        out.append({"application_args": args, "name": cfg.label})
-    return out
+def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One ``SparkSubmitOperator`` kwargs dict per grid point (``name`` is the readable, unique map index)."""
+    run = Run.open(ref)
+    return [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": "als_sweep",
+                                                                "airflow.map_index": str(i)}),
+             "name": cfg.label}
+            for i, cfg in enumerate(run.cfg.als_configs())]
 
 
-def als_local(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one grid point in this process (the CLI's path; the DAG submits the same job with spark-submit)."""
+def als_local(ref: RunRef, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one grid point in this process (the CLI's and the tests' path; the DAG submits the same job)."""
     from pipeline.jobs import als_job
 
-    p = _params(params)
-    argv = ["--split", str(Path(ctx["run_dir"]) / "split"), "--out", str(Path(ctx["run_dir"]) / "sweep"),
-            "--config", json.dumps(dict(config)), "--k", str(p["k"]), "--parent-run-id", ctx["parent_run_id"]]
-    return als_job.main(argv + (["--exclude-seen"] if p["exclude_seen"] else []))
+    return als_job.main(_als_args(Run.open(ref), config))
 
 
-def spark_conf() -> dict[str, str]:
-    """Spark conf for submitted jobs: the same Python as this process on driver and executors.
+# ---------------------------------------------------------------- select, test, index, promote
 
-    The driver (client deploy mode: on this machine) gets the same memory as an in-process
-    session, ``$SPARK_DRIVER_MEMORY`` or a quarter of RAM.
+
+def select(ref: RunRef) -> dict[str, Any]:
+    """Leaderboard of every configuration by validation MAP@K; the winner is tagged in MLflow.
+
+    Runs once both sweeps are done, whatever became of them: a failed configuration only
+    drops out. When no configuration ran because an upstream task failed, it says which.
     """
-    from pipeline.spark import default_driver_memory
-
-    return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable,
-            "spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
-            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory()}
-
-
-def select(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Leaderboard of every configuration by validation MAP@K; the winner is tagged in MLflow."""
     from pipeline import report
-    from pipeline.sweep import leaderboard, select_best
+    from pipeline.results import leaderboard, select_best
 
-    p = _params(params)
-    k = int(p["k"])
-    rdir = Path(ctx["run_dir"])
-    board = leaderboard([rdir / "popularity", rdir / "sweep"], k)
+    lay = ref.layout
+    _check_upstream(lay)
+    run = Run.open(ref)
+    k = run.cfg.k
+    board = leaderboard(lay.results, k)
     best = select_best(board, k)
-    out = rdir / "select"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "leaderboard.json", json.dumps(board, indent=1, default=str))
-    atomic_write_text(out / "leaderboard.md", report.leaderboard_markdown(board, k) + "\n")
-    plots = report.sweep_plots(board, k, out)
-    c = tracking.client()
-    for f in [out / "leaderboard.md", out / "leaderboard.json", *plots]:
-        c.log_artifact(ctx["parent_run_id"], str(f), "leaderboard")
+    lay.select.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(lay.leaderboard, json.dumps(board, indent=1, default=str))
+    atomic_write_text(lay.leaderboard_table, report.leaderboard_markdown(board, k) + "\n")
+    plots = report.sweep_plots(board, k, lay.select)
+    tracking.log_files(run.parent, [lay.leaderboard_table, lay.leaderboard, *plots], "leaderboard")
     if best.get("mlflow_run_id"):
-        c.set_tag(best["mlflow_run_id"], "pipeline.winner", "true")
-    c.set_tag(ctx["parent_run_id"], "pipeline.best_config", best["key"])
-    tracking.log_metrics(ctx["parent_run_id"], {f"best_{m}": v for m, v in best["metrics"].items()})
+        tracking.set_tags(best["mlflow_run_id"], {"pipeline.winner": "true"})
+    tracking.set_tags(run.parent, {"pipeline.best_config": best["key"]})
+    tracking.log_metrics(run.parent, {f"best_{m}": v for m, v in best["metrics"].items()})
+    failed = sum(r["status"] != "ok" for r in board)
+    _progress(f"best of {len(board)} ({failed} failed): {best['label']} val MAP@{k} "
+              f"{best['metrics'][f'val_map_at_{k}']:.4f}")
     return {k_: best[k_] for k_ in ("key", "label", "params", "metrics", "model_dir", "mlflow_run_id")}
 
 
-def test_eval(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+def _check_upstream(lay: RunLayout) -> None:
+    """Raise naming the first upstream task whose output is missing (the sweeps never ran)."""
+    checks = [("start", lay.record), ("validate", lay.validate_summary), ("dedup_and_map", lay.ingest_summary),
+              ("split", SplitData(lay.split).stats_path)]
+    for task, output in checks:
+        failed = not output.exists()
+        if task == "validate" and not failed:
+            s = json.loads(output.read_text())
+            failed = s.get("success") is False
+        if failed:
+            raise RuntimeError(f"no configuration was trained: upstream task '{task}' failed "
+                               f"({output} {'says the batch failed' if output.exists() else 'is missing'}); "
+                               f"see the '{task}' task's log for the cause")
+
+
+def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
     """The selected model and the best popularity baseline on the held-out test window."""
     from pipeline import models
-    from pipeline.sweep import SplitData, evaluate, leaderboard
+    from pipeline.evaluate import evaluate
+    from pipeline.results import best_popularity
 
-    p = _params(params)
-    cfg = _eval_cfg(p)
-    rdir = Path(ctx["run_dir"])
-    data = SplitData(rdir / "split")
-    metrics = {f"test_{k}": v for k, v in evaluate(models.load(Path(best["model_dir"])), data, "test", cfg).items()}
-    pops = [r for r in leaderboard([rdir / "popularity"], cfg.k) if r["status"] == "ok"]
+    run = Run.open(ref)
+    cfg = run.cfg.eval()
+    metrics = {f"test_{k}": v for k, v in evaluate(models.load(Path(best["model_dir"])), run.split_data, "test",
+                                                   cfg).items()}
+    pop = best_popularity(run.layout.popularity, cfg.k)
     baseline = {}
-    if pops:
-        baseline = {f"test_{k}": v for k, v in evaluate(models.load(Path(pops[0]["model_dir"])), data, "test", cfg).items()}
-    result = {"best": best["key"], "metrics": metrics, "baseline": pops[0]["key"] if pops else None,
+    if pop:
+        baseline = {f"test_{k}": v for k, v in evaluate(models.load(Path(pop["model_dir"])), run.split_data, "test",
+                                                        cfg).items()}
+    result = {"best": best["key"], "metrics": metrics, "baseline": pop["key"] if pop else None,
               "baseline_metrics": baseline}
-    atomic_write_text(rdir / "test" / "metrics.json", json.dumps(result, indent=1))
-    tracking.log_metrics(ctx["parent_run_id"], metrics)
-    tracking.log_metrics(ctx["parent_run_id"], baseline, prefix="baseline_")
+    atomic_write_text(run.layout.test_metrics, json.dumps(result, indent=1))
+    tracking.log_metrics(run.parent, metrics)
+    tracking.log_metrics(run.parent, baseline, prefix="baseline_")
     if best.get("mlflow_run_id"):
         tracking.log_metrics(best["mlflow_run_id"], metrics)
-    return result
+    m = f"test_map_at_{cfg.k}"
+    _progress(f"test MAP@{cfg.k} {metrics[m]:.4f}" + (f" (popularity {baseline[m]:.4f})" if baseline else ""))
+    return {**result, "selected": dict(best)}
 
 
-def build_index(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """annoy and HNSW over the best model's item factors, tuned against exact search on validation users."""
-    from pipeline import serving
+def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
+    """annoy and HNSW over the selected model's item factors, tuned against exact search; the bundle."""
+    from pipeline.indexing import build_bundle
+    from pipeline.results import best_popularity
 
-    p = _params(params)
-    cfg = from_params(IndexConfig, p)
-    return serving.build_index_stage(ctx, best, cfg, k=int(p["k"]))
+    run = Run.open(ref)
+    lay = run.layout
+    best = tested["selected"]
+    pop = best_popularity(lay.popularity, run.cfg.k)
+    if pop is None:
+        raise RuntimeError("no popularity baseline finished: the served model needs one for unknown users; "
+                           f"see the results under {lay.popularity}")
+    meta = build_bundle(model_dir=Path(best["model_dir"]), data=run.split_data, tracks=lay.tracks,
+                        idmap_root=run.idmap_root, fallback_model_dir=Path(pop["model_dir"]), out=lay.bundle,
+                        tuning_dir=lay.index_tuning, cfg=run.cfg.index(), k=run.cfg.k,
+                        info={"model_key": best["key"], "params": best["params"], "dag_run_id": ref.dag_run_id})
+    idx = meta["index"]
+    if idx:
+        atomic_write_text(lay.index_tuning / "tuning.json", json.dumps(meta.get("tuning"), indent=1, default=str))
+        tracking.log_files(run.parent, [lay.index_tuning / "tuning.json", lay.index_tuning / "tradeoffs.png"], "index")
+        tracking.set_tags(run.parent, {"pipeline.index_kind": str(idx.get("kind"))})
+        tracking.log_metrics(run.parent, {f"index_{m}": v for m, v in idx.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        _progress(f"{idx.get('kind')} {idx.get('params')}: recall@{run.cfg.k} {idx.get('recall'):.3f}")
+    else:
+        _progress("no index: the model is not a factor model")
+    return {"bundle_dir": str(lay.bundle), "index": idx, "tested": dict(tested)}
 
 
-def promote(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping[str, Any],
-            index: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Register the model as a new version of ``music-recs``; move ``champion`` only if it is at least as good."""
-    from pipeline import serving
+def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
+    """Register the bundle as a new ``music-recs`` version; ``champion`` only if it is at least as good."""
+    from pipeline.promotion import promote as register_and_decide
 
-    p = _params(params)
-    return serving.promote_stage(ctx, best, test, index, _eval_cfg(p))
+    run = Run.open(ref)
+    tested = indexed["tested"]
+    cfg = run.cfg.eval()
+    decision = register_and_decide(
+        bundle_dir=Path(indexed["bundle_dir"]), split=run.split_data, cfg=cfg,
+        candidate=float(tested["metrics"][f"test_map_at_{cfg.k}"]), config_key=tested["best"],
+        parent_run_id=run.parent, run_key=ref.run_key, dag_run_id=ref.dag_run_id, out=run.layout.promotion)
+    _progress(f"music-recs v{decision['version']} -> @{decision['alias']}")
+    return decision
+
+
+def _progress(figure: str) -> None:
+    """The stage's key figure, one line in the task log (``make demo`` prints it beside the task)."""
+    log.info("pipeline.progress: %s", figure)

@@ -1,9 +1,9 @@
-"""Fit, evaluate and record one configuration; select the best; score it on the test window.
+"""Fit, evaluate and record each configuration of a sweep.
 
 Each configuration writes ``<sweep_dir>/<config key>/`` with its model folder and a
 ``result.json`` (params, validation metrics, fit and evaluation seconds, status, MLflow run
 id) and logs a nested MLflow child run. A configuration that fails is marked FAILED in
-MLflow and in its ``result.json``; the others go on.
+MLflow and in its ``result.json``; the others go on (:mod:`pipeline.results` reads them all).
 """
 
 from __future__ import annotations
@@ -13,73 +13,21 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from pipeline import tracking
 from pipeline.config import AlsConfig, EvalConfig, PopularityConfig
-from pipeline.data import read_matrix
+from pipeline.data import SplitData
+from pipeline.evaluate import evaluate
 from pipeline.models import Recommender
 from pipeline.paths import atomic_write_text
 
-__all__ = ["SplitData", "evaluate", "run_config", "popularity_sweep", "als_config_run", "leaderboard", "select_best"]
+__all__ = ["run_config", "popularity_sweep", "als_config_run", "SweepFailed"]
 
 log = logging.getLogger(__name__)
-SELECT_METRIC = "val_map_at_{k}"
-
-
-@dataclass
-class SplitData:
-    """The train / val / test matrices of one split folder, read on first use."""
-
-    split_dir: Path
-
-    @cached_property
-    def stats(self) -> dict[str, Any]:
-        return json.loads((Path(self.split_dir) / "stats.json").read_text())
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        n_users, n_tracks = self.stats["shape"]
-        return int(n_users), int(n_tracks)
-
-    @cached_property
-    def train(self) -> sp.csr_matrix:
-        return read_matrix(Path(self.split_dir) / "train", self.shape)
-
-    def truth(self, which: str) -> sp.csr_matrix:
-        return read_matrix(Path(self.split_dir) / which, self.shape)
-
-
-def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
-    """Metrics of ``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
-
-    Users with evaluation rows but no train history cannot be ranked by a factor model; they
-    are left out for every model alike and counted in ``n_cold_users``. When ``spark`` runs on a
-    cluster, a factor model's top-K is computed on the executors.
-    """
-    from pipeline.distributed import is_cluster, recommend_distributed
-    from pipeline.metrics import ranking_metrics
-    from pipeline.models import FactorModel
-
-    train, truth = data.train, data.truth(which)
-    has_train = np.diff(train.indptr) > 0
-    has_truth = np.diff(truth.indptr) > 0
-    users = np.flatnonzero(has_train & has_truth)
-    catalogue = int((np.diff(train.tocsc().indptr) > 0).sum())
-    exclude = train if cfg.exclude_seen else None
-    if isinstance(model, FactorModel) and is_cluster(spark):
-        recs = recommend_distributed(spark, model, users, cfg.k, exclude=exclude)
-    else:
-        recs = model.recommend(users, cfg.k, exclude=exclude)
-    metrics = ranking_metrics(recs, truth[users], cfg.k, n_items=catalogue)
-    metrics["n_cold_users"] = int((has_truth & ~has_train).sum())
-    return metrics
 
 
 def run_config(
@@ -129,20 +77,36 @@ def _protocol(cfg: EvalConfig) -> str:
     return "exclude_seen" if cfg.exclude_seen else "keep_seen"
 
 
+class SweepFailed(RuntimeError):
+    """Some configurations of a sweep failed (each is marked FAILED); raised after all of them ran."""
+
+
 def popularity_sweep(
     data: SplitData, out_dir: Path, configs: Sequence[PopularityConfig], eval_cfg: EvalConfig, *,
     parent_run_id: str | None, stats: tuple[np.ndarray, np.ndarray] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every popularity configuration; the per-track aggregates are computed once."""
+    """Every popularity configuration; the per-track aggregates are computed once.
+
+    A configuration that fails is marked FAILED and the others still run; :class:`SweepFailed`
+    then names the failed ones (their results stay on disk for selection).
+    """
     from pipeline.models import popularity
 
     plays, listeners = stats if stats is not None else popularity.track_stats_matrix(data.train)
-    return [
-        run_config(key=c.key, label=c.label, params=c.params(), out_dir=out_dir, data=data, eval_cfg=eval_cfg,
-                   fit=lambda c=c: popularity.fit(plays, listeners, c), parent_run_id=parent_run_id, tags=tags)
-        for c in configs
-    ]
+    results, failed = [], []
+    for c in configs:
+        try:
+            results.append(run_config(key=c.key, label=c.label, params=c.params(), out_dir=out_dir, data=data,
+                                      eval_cfg=eval_cfg, fit=lambda c=c: popularity.fit(plays, listeners, c),
+                                      parent_run_id=parent_run_id, tags=tags))
+        except Exception as exc:  # noqa: BLE001 - recorded as FAILED by run_config; the sweep goes on
+            log.error("%s failed: %s: %s", c.label, type(exc).__name__, exc)
+            failed.append(f"{c.label} ({type(exc).__name__}: {exc})")
+    if failed:
+        raise SweepFailed(f"{len(failed)} of {len(configs)} popularity configurations failed (each marked FAILED "
+                          f"in MLflow, the others kept): {'; '.join(failed)}")
+    return results
 
 
 def als_config_run(
@@ -166,20 +130,3 @@ def als_config_run(
                       eval_cfg=eval_cfg, fit=fit, parent_run_id=parent_run_id, tags=tags, spark=spark)
 
 
-def leaderboard(result_dirs: Sequence[Path], k: int) -> list[dict[str, Any]]:
-    """Every ``result.json`` under the given folders, best validation MAP@k first (failed ones last)."""
-    rows = []
-    for d in result_dirs:
-        for f in sorted(Path(d).glob("*/result.json")):
-            rows.append(json.loads(f.read_text()))
-    metric = SELECT_METRIC.format(k=k)
-    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (-r["metrics"][metric], r["key"]))
-    return ok + [r for r in rows if r["status"] != "ok"]
-
-
-def select_best(board: list[dict[str, Any]], k: int) -> dict[str, Any]:
-    """The configuration with the highest validation MAP@k (ties: key order)."""
-    ok = [r for r in board if r["status"] == "ok"]
-    if not ok:
-        raise RuntimeError("no configuration finished: every model of the sweep failed; see their result.json")
-    return ok[0]

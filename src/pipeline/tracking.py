@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,9 @@ __all__ = [
     "child_run",
     "children",
     "finish",
+    "log_metrics",
+    "log_files",
+    "set_tags",
 ]
 
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "music-recs")
@@ -130,6 +134,22 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], *, prefix: str = "") 
              if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if batch:
         client().log_batch(run_id, metrics=batch)
+
+
+def log_files(run_id: str, paths: list[Path], folder: str) -> None:
+    """Log each existing file (or a folder's contents) under ``folder``; missing ones are skipped."""
+    c = client()
+    for p in map(Path, paths):
+        if p.is_dir():
+            c.log_artifacts(run_id, str(p), folder)
+        elif p.exists():
+            c.log_artifact(run_id, str(p), folder)
+
+
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    c = client()
+    for k, v in tags.items():
+        c.set_tag(run_id, k, v)
 
 
 def children(parent_id: str) -> list[Any]:

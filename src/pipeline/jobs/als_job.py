@@ -31,11 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     from pipeline.config import AlsConfig, EvalConfig, from_params
     from pipeline.spark import get_session
-    from pipeline.sweep import SplitData, als_config_run
+    from pipeline.data import SplitData
+    from pipeline.sweep import als_config_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    cfg = from_params(AlsConfig, json.loads(args.config))
+    cfg = from_params(AlsConfig, {k: v for k, v in json.loads(args.config).items() if k != "model"})
     spark = get_session(f"als {cfg.label}") if cfg.engine == "spark" else None
     try:
         result = als_config_run(

@@ -1,0 +1,137 @@
+"""Promotion in the MLflow Model Registry: register the bundle, then decide its alias.
+
+:func:`decide_alias` is the whole rule, a pure function: a new version becomes ``champion``
+when there is none yet, or when its test MAP@K is at least the incumbent's re-scored on the
+same test window (ids are append-only, so they still mean the same); else ``challenger``.
+:func:`promote` does the registry work around it: one version per run key (a retried task
+registers nothing new), the incumbent re-scored, the alias moved last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import tracking
+from pipeline.config import EvalConfig
+from pipeline.data import SplitData
+from pipeline.paths import atomic_write_text
+from pipeline.serving import MODEL_NAME, Bundle, MusicRecsModel
+
+__all__ = ["Decision", "decide_alias", "promote"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    alias: str  # "champion" or "challenger"
+    reason: str
+
+
+def decide_alias(*, k: int, candidate: float, version: str, incumbent_version: str | None,
+                 incumbent_score: float | None) -> Decision:
+    """The alias a newly registered ``version`` gets, and why.
+
+    ``incumbent_score`` is the champion's test MAP@K re-scored on this run's test window
+    (None when it could not be: a version without a bundle).
+    """
+    if incumbent_version is None:
+        return Decision("champion", "no champion yet")
+    if incumbent_version == version:
+        return Decision("champion", "already champion")
+    if incumbent_score is None:
+        return Decision("champion", f"incumbent v{incumbent_version} has no bundle to re-score")
+    if candidate >= incumbent_score:
+        return Decision("champion", f"test MAP@{k} {candidate:.5f} >= incumbent v{incumbent_version} "
+                                    f"{incumbent_score:.5f}")
+    return Decision("challenger", f"test MAP@{k} {candidate:.5f} < incumbent v{incumbent_version} "
+                                  f"{incumbent_score:.5f}")
+
+
+def promote(*, bundle_dir: Path, split: SplitData, cfg: EvalConfig, candidate: float, config_key: str,
+            parent_run_id: str, run_key: str, dag_run_id: str, out: Path) -> dict[str, Any]:
+    """Register ``bundle_dir`` as a ``music-recs`` version (once per ``run_key``) and set its alias.
+
+    Writes the decision to ``out`` (JSON) and tags the parent run and the version with it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client()
+    metric = f"test_map_at_{cfg.k}"
+    existing = c.search_model_versions(f"name = '{MODEL_NAME}' and tags.`pipeline.run_key` = '{run_key}'")
+    version = existing[0] if existing else _register(bundle_dir, parent_run_id, tags={
+        "airflow.dag_run_id": dag_run_id, "pipeline.run_key": run_key, "pipeline.config_key": config_key,
+        metric: str(candidate), "pipeline.index_kind": _index_kind(bundle_dir)})
+    try:
+        incumbent = c.get_model_version_by_alias(MODEL_NAME, "champion")
+    except MlflowException:
+        incumbent = None
+    rival = incumbent is not None and incumbent.version != version.version
+    score = _rescore(incumbent.version, split, cfg) if rival else None
+    decision = decide_alias(k=cfg.k, candidate=candidate, version=str(version.version),
+                            incumbent_version=None if incumbent is None else str(incumbent.version),
+                            incumbent_score=score)
+    record: dict[str, Any] = {"version": str(version.version), "candidate_" + metric: candidate}
+    if rival:
+        record.update({"incumbent_version": str(incumbent.version), "incumbent_" + metric: score})
+    record.update(asdict(decision))
+    c.set_tag(parent_run_id, "pipeline.promotion", f"v{version.version} -> {decision.alias}: {decision.reason}")
+    c.set_model_version_tag(MODEL_NAME, version.version, "pipeline.promotion", decision.reason)
+    c.set_registered_model_alias(MODEL_NAME, decision.alias, version.version)  # the last step
+    tracking.finish(parent_run_id)
+    atomic_write_text(out, json.dumps(record, indent=1))
+    return record
+
+
+def _index_kind(bundle_dir: Path) -> str:
+    meta = json.loads((Path(bundle_dir) / "bundle.json").read_text())
+    return str((meta.get("index") or {}).get("kind", "none"))
+
+
+def _register(bundle_dir: Path, parent_run_id: str, *, tags: Mapping[str, str]) -> Any:
+    """Log the bundle as a pyfunc model under the parent run and register it as a new version."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    bundle = Bundle(Path(bundle_dir))
+    example = pd.DataFrame({"user_id": list(bundle.user_index)[:2] or ["unknown"]})
+    signature = infer_signature(example, bundle.recommend(example["user_id"].tolist(), 10), params={"k": 10})
+    with mlflow.start_run(run_id=parent_run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=MusicRecsModel(), artifacts={"bundle": str(bundle_dir)},
+            signature=signature, pip_requirements=[],
+            metadata={"idmap_version": bundle.meta["idmap_version"], "config_key": tags["pipeline.config_key"]},
+        )
+    return mlflow.register_model(info.model_uri, MODEL_NAME, tags=dict(tags))
+
+
+def _rescore(version: str, split: SplitData, cfg: EvalConfig) -> float | None:
+    """The registered ``version``'s test MAP@K on this split, its matrices padded to today's ID map."""
+    import mlflow
+
+    from pipeline import models
+    from pipeline.evaluate import evaluate
+
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}"))
+    found = list(path.rglob("bundle.json"))
+    if not found:
+        return None
+    model = models.load(found[0].parent / "model")
+    n_users, n_tracks = split.shape
+    if isinstance(model, models.FactorModel):
+        model = models.FactorModel(_pad(model.user_factors, n_users), _pad(model.item_factors, n_tracks),
+                                   _pad(model.item_mask, n_tracks), model.params)
+    else:
+        model = models.PopularityModel(_pad(model.scores, n_tracks), model.params)
+    return evaluate(model, split, "test", cfg)[f"map_at_{cfg.k}"]
+
+
+def _pad(a: Any, n: int) -> np.ndarray:
+    """``a`` cut or zero-padded to ``n`` rows (the ID map only grows: new users and tracks score nothing)."""
+    a = np.asarray(a)
+    return np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], a.dtype)]) if len(a) < n else a[:n]

@@ -1,0 +1,278 @@
+"""Every setting of one run, defined once: :class:`RunConfig`.
+
+Each field carries its description and its limits. From that one definition come the DAG's
+``Param`` schemas (:meth:`RunConfig.param_specs`), the CLI flags that set the same thing
+(:func:`add_flag`), and the checks: :meth:`RunConfig.from_params` refuses an unknown key and
+an out-of-range value with a message that names the param, before any work starts. The
+per-stage configs of :mod:`pipeline.config` are built from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from typing import Any
+
+from pipeline.config import (
+    INDEX_KINDS, INPUT_FORMATS, SEED_BETAS, SPLIT_STRATEGIES, AlsConfig, EvalConfig, IndexConfig, IngestConfig,
+    PopularityConfig, SplitConfig, als_grid, popularity_grid,
+)
+
+__all__ = ["RunConfig", "add_flag"]
+
+def _setting(default: Any, doc: str, **limits: Any) -> Any:
+    """A field of :class:`RunConfig`: its default, its description and its JSON-schema limits.
+
+    For a list-valued field the limits apply to each value; ``min_items`` (default 1) and
+    ``unique`` (default true) to the list.
+    """
+    return field(default=default, metadata={"doc": doc, **limits})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The settings of one DAG run (its params), checked as a whole when the run starts."""
+
+    # -- input and validation
+    input_path: str = _setting("data/demo", "Raw listens: a file or folder (relative paths are under $PIPELINE_HOME). "
+                               "A folder of date=YYYY-MM-DD sub-folders is ingested as nightly increments: the "
+                               "partitions up to the logical date not yet in the curated table.", minLength=1)
+    input_format: str = _setting("listenbrainz", "Which loader reads input_path.", enum=list(INPUT_FORMATS))
+    max_quarantine_share: float = _setting(0.01, "The run fails when more rows than this share are quarantined.",
+                                           minimum=0, maximum=1)
+    train_window_days: int | None = _setting(0, "Date-partitioned input only: train on the listens of the last N days "
+                                                "ending with the logical date (0 or empty: the full curated history).",
+                                             minimum=0)
+    # -- split and evaluation
+    split_strategy: str = _setting("temporal_user", "How validation is split from train.", enum=list(SPLIT_STRATEGIES))
+    split_fraction: float = _setting(0.8, "Train share per user (temporal_user, random_user).",
+                                     exclusiveMinimum=0, maximum=1)
+    test_quantile: float = _setting(0.9, "Listens at or after this quantile of time are the test window.",
+                                    exclusiveMinimum=0, maximum=1)
+    seed: int = _setting(0, "Seed of the random_user split and of every model fit.", minimum=0)
+    k: int = _setting(100, "K of P/MAP/NDCG@K.", minimum=1, maximum=1000)
+    exclude_seen: bool = _setting(False, "Drop tracks seen in train from the rankings (right for one-row-per-pair data).")
+    # -- the sweeps
+    betas: tuple[float, ...] = _setting(SEED_BETAS, "Damping values for the plays-per-listener baseline.", minimum=0)
+    ranks: tuple[int, ...] = _setting((10, 20), "ALS grid: rank.", minimum=1, maximum=1024)
+    reg_params: tuple[float, ...] = _setting((0.01, 0.1), "ALS grid: regParam.", minimum=0)
+    alphas: tuple[float, ...] = _setting((0.5,), "ALS grid: alpha (confidence = 1 + alpha * plays).",
+                                         exclusiveMinimum=0)
+    max_iters: tuple[int, ...] = _setting((10,), "ALS grid: maxIter.", minimum=1, maximum=1000)
+    confidence: str = _setting("linear", "Play counts as ALS ratings: linear or log1p.", enum=["linear", "log"])
+    engine: str = _setting("spark", "ALS engine: Spark (submitted to spark_default) or implicit (single machine).",
+                           enum=["spark", "implicit"])
+    # -- the serving index
+    recall_target: float = _setting(0.95, "Recall@K the served index must reach against exact search.",
+                                     exclusiveMinimum=0, maximum=1)
+    index_kinds: tuple[str, ...] = _setting(
+        ("annoy_dot", "annoy_angular_aug", "hnsw_ip"),
+        "Indexes build_index builds and measures beside exact search (always measured).",
+        enum=list(INDEX_KINDS[1:]), min_items=0)
+    annoy_trees: tuple[int, ...] = _setting((10, 50), "annoy: n_trees to build (search_k: 1, 10 and 50 x n_trees x K).",
+                                            minimum=1)
+    hnsw_M: tuple[int, ...] = _setting((16, 32), "HNSW: M (graph degree) to build.", minimum=2, maximum=512)
+    hnsw_ef_construction: int = _setting(200, "HNSW: ef_construction (build effort; build time grows with it).",
+                                         minimum=1)
+    hnsw_ef: tuple[int, ...] = _setting((50, 100, 200, 400), "HNSW: ef (search effort) settings measured per M.",
+                                        minimum=1)
+    index_queries: int = _setting(200, "Validation users whose queries measure each index's recall and latency.",
+                                  minimum=1)
+
+    def __post_init__(self) -> None:
+        hints = _hints()
+        for f in fields(self):
+            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, value)
+            _check(f.name, value, f.metadata)
+        # the per-stage configs check what spans several params
+        self.split()
+        self.index()
+        self.als_configs()
+        self.popularity_configs()
+
+    # -- building one
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> RunConfig:
+        """From DAG params or a conf dict: unknown keys are an error; ``None`` means the default."""
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown param{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; "
+                             f"the run knows: {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in params.items() if v is not None})
+
+    def to_params(self) -> dict[str, Any]:
+        """Plain JSON values (lists, not tuples): what a DAG run's conf would hold."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def param_specs(cls) -> dict[str, dict[str, Any]]:
+        """``Param(**spec)`` for every field: default, description and JSON schema (types and limits)."""
+        defaults = cls().to_params()
+        return {f.name: {"default": defaults[f.name], "description": f.metadata["doc"] + _limits_text(
+                    f.metadata, _base_type(_hints()[f.name])[1]), **_schema(f)}
+                for f in fields(cls)}
+
+    # -- the per-stage configs
+
+    def ingest(self, input_path: str) -> IngestConfig:
+        return IngestConfig(input_path=input_path, input_format=self.input_format,
+                            max_quarantine_share=self.max_quarantine_share)
+
+    def split(self) -> SplitConfig:
+        return SplitConfig(strategy=self.split_strategy, fraction=self.split_fraction,
+                           test_quantile=self.test_quantile, seed=self.seed)
+
+    def eval(self) -> EvalConfig:
+        return EvalConfig(k=self.k, exclude_seen=self.exclude_seen)
+
+    def index(self) -> IndexConfig:
+        return IndexConfig(recall_target=self.recall_target, n_queries=self.index_queries,
+                           index_kinds=self.index_kinds, annoy_trees=self.annoy_trees, hnsw_M=self.hnsw_M,
+                           hnsw_ef_construction=self.hnsw_ef_construction, hnsw_ef=self.hnsw_ef)
+
+    def als_configs(self) -> list[AlsConfig]:
+        return als_grid(ranks=self.ranks, reg_params=self.reg_params, alphas=self.alphas, max_iters=self.max_iters,
+                        seed=self.seed, confidence=self.confidence, engine=self.engine)
+
+    def popularity_configs(self) -> list[PopularityConfig]:
+        return popularity_grid(self.betas)
+
+    @property
+    def protocol(self) -> str:
+        return "exclude_seen" if self.exclude_seen else "keep_seen"
+
+
+def add_flag(parser: argparse.ArgumentParser, flag: str, name: str, **overrides: Any) -> None:
+    """A CLI flag for the RunConfig field ``name``: its type, default, choices and help come from the field."""
+    f = {f.name: f for f in fields(RunConfig)}[name]
+    hint = _hints()[name]
+    base, is_list = _base_type(hint)
+    kwargs: dict[str, Any] = {"dest": name.replace("-", "_"), "default": RunConfig.param_specs()[name]["default"],
+                              "help": f.metadata["doc"]}
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = base
+        if is_list:
+            kwargs["nargs"] = "+"
+        if "enum" in f.metadata:
+            kwargs["choices"] = f.metadata["enum"]
+    kwargs.update(overrides)
+    parser.add_argument(flag, **kwargs)
+
+
+# -- helpers
+
+
+@cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _base_type(hint: Any) -> tuple[type, bool]:
+    """(scalar type, is a list) of a field's annotation: ``tuple[int, ...]`` → (int, True)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return args[0], True
+    if args:  # Optional[X]
+        return args[0], False
+    return hint, False
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _schema(f: Any) -> dict[str, Any]:
+    """The Param's JSON schema: the type, and ``enum`` (the UI renders it as a choice).
+
+    Ranges stay out of the schema on purpose: Airflow would refuse the conf with a traceback
+    before any task, while ``start`` refuses it with one line that names the param. The
+    description states them, so the trigger form still shows them.
+    """
+    base, is_list = _base_type(_hints()[f.name])
+    kind: Any = _JSON_TYPES[base]
+    enum = {"enum": f.metadata["enum"]} if "enum" in f.metadata else {}
+    if is_list:
+        return {"type": "array", "items": {"type": kind, **enum}}
+    if type(None) in typing.get_args(_hints()[f.name]):
+        kind = [kind, "null"]
+    return {"type": kind, **enum}
+
+
+def _limits_text(meta: Mapping[str, Any], is_list: bool) -> str:
+    """The limits of a field in words, for its description: "Each value >= 2 and <= 512."."""
+    parts = [f"{op} {meta[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+             if key in meta]
+    text = " and ".join(parts)
+    if is_list:
+        listed = "At least one value, each once" if meta.get("min_items", 1) else "Values given once"
+        return f" {listed}{', each ' + text if text else ''}."
+    return f" Must be {text}." if text else ""
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """UI and CLI values to the field's type ("25" → 25, [1, 2] → (1.0, 2.0)); anything else is an error."""
+    base, is_list = _base_type(hint)
+    if value is None and type(None) in typing.get_args(hint):
+        return None
+    if is_list:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"param {name}={value!r} must be a list of {_JSON_TYPES[base]} values")
+        return tuple(_scalar(name, v, base) for v in value)
+    return _scalar(name, value, base)
+
+
+def _scalar(name: str, value: Any, base: type) -> Any:
+    if base is bool:
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(value, bool):
+            return value
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    elif not isinstance(value, bool):
+        try:
+            out = base(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if base is float or out == value or isinstance(value, str):
+                return out
+    raise ValueError(f"param {name}={value!r} must be {'an' if base is int else 'a'} {_JSON_TYPES[base]}")
+
+
+def _check(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """The field's JSON-schema limits, enforced in Python with a message that names the param."""
+    values = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple):
+        if len(value) < meta.get("min_items", 1):
+            raise ValueError(f"param {name}=[] needs at least one value")
+        repeated = sorted({v for v in value if value.count(v) > 1}, key=str)
+        if meta.get("unique", True) and repeated:
+            raise ValueError(f"param {name}={list(value)!r} repeats {repeated[0]!r}; give each value once")
+    for v in values:
+        if v is None:
+            continue
+        shown = f"{name}={list(value)!r}" if isinstance(value, tuple) else f"{name}={value!r}"
+        if "enum" in meta and v not in meta["enum"]:
+            raise ValueError(f"param {shown}: {v!r} is not one of {', '.join(map(repr, meta['enum']))}")
+        if "minLength" in meta and len(v) < meta["minLength"]:
+            raise ValueError(f"param {shown} must not be empty")
+        if "minimum" in meta and v < meta["minimum"]:
+            raise ValueError(f"param {shown}: {v!r} is below the minimum {meta['minimum']}")
+        if "maximum" in meta and v > meta["maximum"]:
+            raise ValueError(f"param {shown}: {v!r} is above the maximum {meta['maximum']}")
+        if "exclusiveMinimum" in meta and v <= meta["exclusiveMinimum"]:
+            raise ValueError(f"param {shown}: {v!r} must be greater than {meta['exclusiveMinimum']}")
+

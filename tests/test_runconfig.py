@@ -1,0 +1,114 @@
+"""The run contract: one RunConfig behind the DAG params and the CLI flags, a named run layout, the
+promotion rule on its own, and a select step that names the upstream failure. No Spark, no Airflow."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields
+
+import pytest
+
+from pipeline.paths import RunLayout
+from pipeline.promotion import decide_alias
+from pipeline.runconfig import RunConfig
+
+
+def test_defaults_are_a_valid_run_and_round_trip_through_params():
+    cfg = RunConfig()
+    assert RunConfig.from_params(cfg.to_params()) == cfg
+    assert RunConfig.from_params(json.loads(json.dumps(cfg.to_params()))) == cfg  # what an XCom or a conf holds
+    assert len(cfg.als_configs()) == 4 and len(cfg.popularity_configs()) == 9
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"hnsw_M": [0]}, "param hnsw_M=[0]: 0 is below the minimum 2"),
+    ({"hnsw_m": [16]}, "unknown param 'hnsw_m'; the run knows: alphas"),
+    ({"ranks": [10, 10]}, "param ranks=[10, 10] repeats 10; give each value once"),
+    ({"alphas": []}, "param alphas=[] needs at least one value"),
+    ({"alphas": [0]}, "param alphas=[0.0]: 0.0 must be greater than 0"),
+    ({"k": 0}, "param k=0: 0 is below the minimum 1"),
+    ({"k": 2.5}, "param k=2.5 must be an integer"),
+    ({"split_fraction": 1.5}, "param split_fraction=1.5: 1.5 is above the maximum 1"),
+    ({"engine": "gpu"}, "param engine='gpu': 'gpu' is not one of 'spark', 'implicit'"),
+    ({"exclude_seen": "maybe"}, "param exclude_seen='maybe' must be a boolean"),
+    ({"index_kinds": ["faiss"]}, "'faiss' is not one of 'annoy_dot', 'annoy_angular_aug', 'hnsw_ip'"),
+])
+def test_a_bad_param_is_refused_with_one_line_naming_it(params, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        RunConfig.from_params(params)
+    assert "\n" not in str(err.value)
+
+
+def test_values_typed_into_the_ui_are_coerced_to_the_field_type():
+    cfg = RunConfig.from_params({"k": "50", "exclude_seen": "true", "ranks": "8,16", "alphas": [1, 2],
+                                 "train_window_days": None})
+    assert (cfg.k, cfg.exclude_seen, cfg.ranks, cfg.alphas, cfg.train_window_days) == (50, True, (8, 16),
+                                                                                        (1.0, 2.0), 0)
+    with pytest.raises(AttributeError):
+        cfg.k = 10  # frozen: a run's settings do not change under it
+
+
+def test_every_field_is_a_dag_param_with_its_type_default_and_limits():
+    specs = RunConfig.param_specs()
+    assert list(specs) == [f.name for f in fields(RunConfig)]
+    assert specs["hnsw_M"] == {"default": [16, 32], "type": "array", "items": {"type": "integer"},
+                               "description": "HNSW: M (graph degree) to build. At least one value, each once, "
+                                              "each >= 2 and <= 512."}
+    assert specs["input_format"]["enum"][0] == "listenbrainz"
+    assert specs["train_window_days"]["type"] == ["integer", "null"]
+    for name, spec in specs.items():
+        assert spec["description"] and spec["type"], name
+
+
+def test_grid_labels_and_keys_are_unique_for_any_grid():
+    cfg = RunConfig.from_params({"ranks": [10, 20], "reg_params": [0.1, 0.1000001, 1e-05], "alphas": [0.5, 2],
+                                 "max_iters": [5, 10], "betas": [1, 1.5, 10]})
+    als = cfg.als_configs()
+    assert len(als) == 24 and len({c.label for c in als}) == 24 and len({c.key for c in als}) == 24
+    assert als[0].label == "spark rank=10 reg=0.1 alpha=0.5 iters=5 linear"
+    assert {c.label for c in als if c.max_iter == 10} and {c.label for c in als if c.max_iter == 5}
+    pops = cfg.popularity_configs()
+    assert len({c.label for c in pops}) == len(pops) == 5
+
+
+def test_the_layout_names_every_output_under_the_run_folder(tmp_path):
+    lay = RunLayout.for_run("manual__2026-01-01T00:00:00+00:00", home=tmp_path)
+    assert lay.root == tmp_path / "runs" / "manual__2026-01-01T00-00-00-00-00"
+    names = [n for n in dir(RunLayout) if isinstance(getattr(RunLayout, n), property) and n != "results"]
+    paths = [getattr(lay, n) for n in names]
+    assert all(lay.root in p.parents for p in paths)
+    assert len(set(paths)) == len(paths)  # no two names for one place
+    assert lay.results == (lay.popularity, lay.sweep)
+    with pytest.raises(FileNotFoundError, match="the run's first task \\(start\\) did not finish"):
+        lay.read_record()
+
+
+def test_select_names_the_upstream_task_that_failed(tmp_path, monkeypatch):
+    from pipeline import stages
+
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id="r1", run_key="r1")
+    with pytest.raises(RuntimeError, match="upstream task 'start' failed"):
+        stages.select(ref)
+    ref.layout.root.mkdir(parents=True)
+    ref.layout.record.write_text("{}")
+    ref.layout.ingest.mkdir()
+    ref.layout.validate_summary.write_text(json.dumps({"success": False, "rows_in": 10}))
+    with pytest.raises(RuntimeError, match="upstream task 'validate' failed .* says the batch failed"):
+        stages.select(ref)
+    ref.layout.validate_summary.write_text(json.dumps({"success": True}))
+    with pytest.raises(RuntimeError, match="upstream task 'dedup_and_map' failed"):
+        stages.select(ref)
+
+
+@pytest.mark.parametrize("incumbent, score, candidate, alias, why", [
+    (None, None, 0.1, "champion", "no champion yet"),
+    ("3", None, 0.1, "champion", "already champion"),
+    ("2", None, 0.1, "champion", "incumbent v2 has no bundle to re-score"),
+    ("2", 0.10, 0.10, "champion", "test MAP@100 0.10000 >= incumbent v2 0.10000"),
+    ("2", 0.12, 0.10, "challenger", "test MAP@100 0.10000 < incumbent v2 0.12000"),
+])
+def test_the_alias_decision(incumbent, score, candidate, alias, why):
+    d = decide_alias(k=100, candidate=candidate, version="3", incumbent_version=incumbent, incumbent_score=score)
+    assert (d.alias, d.reason) == (alias, why)
