@@ -75,8 +75,11 @@ def test_grid_labels_and_keys_are_unique_for_any_grid():
 def test_the_layout_names_every_output_under_the_run_folder(tmp_path):
     lay = RunLayout.for_run("manual__2026-01-01T00:00:00+00:00", home=tmp_path)
     assert lay.root == tmp_path / "runs" / "manual__2026-01-01T00-00-00-00-00"
-    names = [n for n in dir(RunLayout) if isinstance(getattr(RunLayout, n), property) and n != "results"]
+    from pipeline.paths import IngestLayout
+
+    names = [n for n in dir(RunLayout) if isinstance(getattr(RunLayout, n), property) and n not in ("results", "ingest")]
     paths = [getattr(lay, n) for n in names]
+    paths += [getattr(lay.ingest, n) for n in dir(IngestLayout) if isinstance(getattr(IngestLayout, n), property)]
     assert all(lay.root in p.parents for p in paths)
     assert len(set(paths)) == len(paths)  # no two names for one place
     assert lay.results == (lay.popularity, lay.sweep)
@@ -93,7 +96,7 @@ def test_select_names_the_upstream_task_that_failed(tmp_path, monkeypatch):
         stages.select(ref)
     ref.layout.root.mkdir(parents=True)
     ref.layout.record.write_text("{}")
-    ref.layout.ingest.mkdir()
+    ref.layout.ingest.root.mkdir()
     ref.layout.validate_summary.write_text(json.dumps({"success": False, "rows_in": 10}))
     with pytest.raises(RuntimeError, match="upstream task 'validate' failed .* says the batch failed"):
         stages.select(ref)

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.paths import IngestLayout
+
 __all__ = ["main"]
 
 
@@ -43,7 +45,7 @@ def _ingest(args: argparse.Namespace) -> int:
               file=sys.stderr)
         summary = increments.ingest_pending(cfg, curated, Path(args.out) / "partitions", up_to=up_to,
                                             idmap_root=idmap_root, spark=get_session("pipeline ingest"))
-        atomic_write_text(Path(args.out) / "summary.json", json.dumps(summary, indent=1))
+        atomic_write_text(IngestLayout(Path(args.out)).summary, json.dumps(summary, indent=1))
         print(json.dumps(summary, indent=1))
         return 0
     if args.as_of or args.curated:
@@ -59,12 +61,12 @@ def _split(args: argparse.Namespace) -> int:
     from pipeline.config import SplitConfig
     from pipeline.spark import get_session
 
-    summary = json.loads((Path(args.input) / "summary.json").read_text())
+    summary = json.loads(IngestLayout(Path(args.input)).summary.read_text())
     cfg = SplitConfig(strategy=args.split_strategy, fraction=args.split_fraction, k=args.k, seed=args.seed,
                       cutoff=args.cutoff, test_quantile=None if args.no_test else args.test_quantile,
                       test_start=args.test_start)
     spark = get_session("pipeline split")
-    listens: object = Path(args.input) / "listens"
+    listens: object = IngestLayout(Path(args.input)).listens
     if summary.get("increments"):
         import datetime as dt
 

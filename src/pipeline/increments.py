@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import IngestConfig
-from pipeline.paths import atomic_dir, atomic_write_text, file_lock, fingerprint, pipeline_home, run_key, sha256_file
+from pipeline.paths import IngestLayout, atomic_dir, atomic_write_text, file_lock, fingerprint, pipeline_home, run_key, sha256_file
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 
 _PART = re.compile(r"^date=(.*)$")
 RECORD = "_partition.json"
-_STAGE_REPORTS = ("validation.json", "validate_summary.json", "dedup_summary.json")
+# what a partition's staged ingest folder keeps in the curated table's meta/<partition>/
+_KEPT = ("quarantine", "tracks", "data_docs", "validation_report", "validate_summary", "dedup_summary")
 
 
 class PartitionChanged(ValueError):
@@ -248,8 +249,9 @@ def _commit_one(spark: "SparkSession", curated: Path, stage: Path, name: str, v:
 
     from pipeline import ingest
 
-    d = ingest.dedup_stage(stage / "validated", stage, idmap_root=idmap_root, has_timestamps=True, spark=spark)
-    staged = spark.read.parquet(str(stage / "listens"))
+    staged_dir = IngestLayout(stage)
+    d = ingest.dedup_stage(staged_dir.validated, stage, idmap_root=idmap_root, has_timestamps=True, spark=spark)
+    staged = spark.read.parquet(str(staged_dir.listens))
     fresh = staged
     history_root = curated / "listens"
     if committed(curated):
@@ -271,12 +273,12 @@ def _commit_one(spark: "SparkSession", curated: Path, stage: Path, name: str, v:
     # reports and quarantine first (re-written if the commit below never happens) ...
     with atomic_dir(curated / "meta" / name) as tmp:
         tmp.mkdir(parents=True)
-        for sub in ("quarantine", "tracks", "data_docs"):
-            if (stage / sub).exists():
-                shutil.copytree(stage / sub, tmp / sub)
-        for f in _STAGE_REPORTS:
-            if (stage / f).exists():
-                shutil.copy2(stage / f, tmp / f)
+        for name_ in _KEPT:
+            src, dst = getattr(staged_dir, name_), getattr(IngestLayout(tmp), name_)
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            elif src.exists():
+                shutil.copy2(src, dst)
     # ... then the one rename that makes the partition count as ingested
     with atomic_dir(history_root / name) as tmp:
         fresh.coalesce(1).sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))

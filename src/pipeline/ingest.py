@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import idmap, validate
 from pipeline.config import IngestConfig
-from pipeline.paths import atomic_dir, atomic_write_text
+from pipeline.paths import IngestLayout, atomic_dir, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -102,17 +102,17 @@ def validate_stage(
     rows_in = raw.count()
     report = validate.run_expectations(
         raw, has_timestamps=loaded.has_timestamps, b=b, max_quarantine_share=cfg.max_quarantine_share,
-        docs_dir=Path(out_dir) / "data_docs",
+        docs_dir=IngestLayout(Path(out_dir)).data_docs,
     )
     good, bad = validate.split_valid(raw, loaded.has_timestamps, b)
-    out_dir = Path(out_dir)
-    for name, frame in (("validated", good), ("quarantine", bad)):
-        with atomic_dir(out_dir / name) as tmp:
+    out = IngestLayout(Path(out_dir))
+    for path, frame in ((out.validated, good), (out.quarantine, bad)):
+        with atomic_dir(path) as tmp:
             frame.write.parquet(str(tmp))
-    by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out_dir / "quarantine"))
+    by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out.quarantine))
                  .groupBy("reason").count().orderBy("reason").collect()}
     quarantined = sum(by_reason.values())
-    rows_out = spark.read.parquet(str(out_dir / "validated")).count()
+    rows_out = spark.read.parquet(str(out.validated)).count()
     summary = {
         "source": loaded.source, "format": loaded.fmt, "has_timestamps": loaded.has_timestamps,
         "rows_in": rows_in, "rows_out": rows_out, "quarantined": quarantined,
@@ -123,8 +123,8 @@ def validate_stage(
     }
     raw.unpersist()
     _check_reconciles("validate", rows_in, rows_out, 0, quarantined)
-    atomic_write_text(out_dir / "validation.json", json.dumps(report["result"], indent=1))
-    atomic_write_text(out_dir / "validate_summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out.validation_report, json.dumps(report["result"], indent=1))
+    atomic_write_text(out.validate_summary, json.dumps(summary, indent=1))
     if not report["success"]:
         raise validate.ValidationFailed(loaded.source, report["failed"], summary)
     log.info("validated %s: %d rows in, %d kept, %d quarantined", loaded.source, rows_in, rows_out, quarantined)
@@ -142,7 +142,7 @@ def dedup_stage(
     """
     from pyspark.sql import functions as F
 
-    out_dir = Path(out_dir)
+    out = IngestLayout(Path(out_dir))
     rows = spark.read.parquet(str(validated_dir))
     rows_in = rows.count()
     keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
@@ -172,12 +172,12 @@ def dedup_stage(
         .join(tracks, "track_key")
         .select("user_idx", "track_idx", "timestamp", F.col("play_count").cast("int"), "source_row")
     )
-    with atomic_dir(out_dir / "listens") as tmp:
+    with atomic_dir(out.listens) as tmp:
         listens.repartition(8, "user_idx").sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))
     # a display name per track, for humans reading recommendations
     names = (keyed.groupBy("track_key").agg(F.min("artist_name").alias("artist_name"), F.min("track_name").alias("track_name"))
              .join(tracks, "track_key").select("track_idx", "track_key", "artist_name", "track_name"))
-    with atomic_dir(out_dir / "tracks") as tmp:
+    with atomic_dir(out.tracks) as tmp:
         names.write.parquet(str(tmp))
     stats = keyed.agg(
         F.countDistinct(F.when(F.col("track_key").startswith("name:"), F.col("source_track_id"))).alias("name_sources"),
@@ -186,7 +186,7 @@ def dedup_stage(
         F.sum(F.col("track_key").startswith("name:").cast("long")).alias("rows_by_name"),
         F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
     ).first().asDict()
-    written = spark.read.parquet(str(out_dir / "listens")).count()
+    written = spark.read.parquet(str(out.listens)).count()
     if written != rows_out:
         raise RuntimeError(f"dedup wrote {written} listens but kept {rows_out}: a key is missing from the ID map")
     summary = {
@@ -200,7 +200,7 @@ def dedup_stage(
     keyed.unpersist()
     deduped.unpersist()
     _check_reconciles("dedup", rows_in, rows_out, summary["duplicates"], 0)
-    atomic_write_text(out_dir / "dedup_summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out.dedup_summary, json.dumps(summary, indent=1))
     return summary
 
 
@@ -209,7 +209,7 @@ def ingest(cfg: IngestConfig, out_dir: Path, *, idmap_root: Path, spark: "SparkS
     """Both stages; writes ``summary.json`` with rows_in, rows_out, duplicates, quarantined, by reason."""
     out_dir = Path(out_dir)
     v = validate_stage(cfg, out_dir, spark=spark, as_of=as_of)
-    d = dedup_stage(out_dir / "validated", out_dir, idmap_root=idmap_root,
+    d = dedup_stage(IngestLayout(out_dir).validated, out_dir, idmap_root=idmap_root,
                     has_timestamps=v["has_timestamps"], spark=spark)
     return write_summary(out_dir, v, d)
 
@@ -224,7 +224,7 @@ def write_summary(out_dir: Path, v: dict[str, Any], d: dict[str, Any]) -> dict[s
         "loader_stats": v.get("loader_stats", {}),
     }
     _check_reconciles("ingest", summary["rows_in"], summary["rows_out"], summary["duplicates"], summary["quarantined"])
-    atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(IngestLayout(Path(out_dir)).summary, json.dumps(summary, indent=1))
     return summary
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "pipeline_home", "run_dir", "run_key", "RunLayout", "atomic_dir", "atomic_write_text", "file_lock", "sha256_file",
+    "pipeline_home", "run_dir", "run_key", "RunLayout", "IngestLayout", "atomic_dir", "atomic_write_text", "file_lock", "sha256_file",
     "fingerprint",
 ]
 
@@ -49,6 +49,49 @@ def run_key(run_id: str) -> str:
 def run_dir(run_id: str, *, home: Path | None = None) -> Path:
     """The folder that holds every output of one DAG run."""
     return (home or pipeline_home()) / "runs" / run_key(run_id)
+
+
+@dataclass(frozen=True)
+class IngestLayout:
+    """One ingest folder (a run's ``ingest/``, a CLI ``--out``, a nightly partition being staged)."""
+
+    root: Path
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "validated"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.root / "data_docs"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.root / "validation.json"
+
+    @property
+    def validate_summary(self) -> Path:
+        return self.root / "validate_summary.json"
+
+    @property
+    def listens(self) -> Path:
+        return self.root / "listens"
+
+    @property
+    def tracks(self) -> Path:
+        return self.root / "tracks"
+
+    @property
+    def dedup_summary(self) -> Path:
+        return self.root / "dedup_summary.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
 
 
 @dataclass(frozen=True)
@@ -89,40 +132,13 @@ class RunLayout:
 
     # -- validate and dedup
     @property
-    def ingest(self) -> Path:
-        return self.root / "ingest"
-
-    @property
-    def validated(self) -> Path:
-        return self.ingest / "validated"
-
-    @property
-    def validate_summary(self) -> Path:
-        return self.ingest / "validate_summary.json"
-
-    @property
-    def validation_report(self) -> Path:
-        return self.ingest / "validation.json"
-
-    @property
-    def data_docs(self) -> Path:
-        return self.ingest / "data_docs"
+    def ingest(self) -> IngestLayout:
+        return IngestLayout(self.root / "ingest")
 
     @property
     def partitions(self) -> Path:
-        return self.ingest / "partitions"
-
-    @property
-    def listens(self) -> Path:
-        return self.ingest / "listens"
-
-    @property
-    def tracks(self) -> Path:
-        return self.ingest / "tracks"
-
-    @property
-    def ingest_summary(self) -> Path:
-        return self.ingest / "summary.json"
+        """Nightly increments: each pending partition validated into its own ingest folder."""
+        return self.ingest.root / "partitions"
 
     # -- split, sweeps, selection
     @property

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import SplitConfig
+from pipeline.data import SplitData
 from pipeline.paths import atomic_dir, atomic_write_text
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["TEMPORAL", "split", "split_frame", "n_train"]
 
 TEMPORAL = ("temporal_user", "temporal_global")
-SPLITS = ("train", "val", "test")
+SPLITS = SplitData.SETS
 
 
 def n_train(n: int, fraction: float) -> int:
@@ -137,12 +138,12 @@ def split(
     frames, facts = split_frame(df, cfg, has_timestamps=has_timestamps)
     with atomic_dir(out_dir) as tmp:
         for name in SPLITS:
-            frames[name].write.parquet(str(tmp / name))
+            frames[name].write.parquet(str(SplitData(tmp).path(name)))
     stats: dict[str, Any] = {"facts": facts, "table": {}, "shape": list(shape), "idmap_version": idmap_version,
                              "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
     total = 0
     for name in SPLITS:
-        row = spark.read.parquet(str(out_dir / name)).agg(
+        row = spark.read.parquet(str(SplitData(out_dir).path(name))).agg(
             F.countDistinct("user_idx").alias("users"),
             F.countDistinct("track_idx").alias("tracks"),
             F.count(F.lit(1)).alias("interactions"),
@@ -153,7 +154,7 @@ def split(
     if total != rows_in:
         raise RuntimeError(f"split lost rows: {rows_in} in, {total} across train/val/test")
     stats["rows_in"] = rows_in
-    atomic_write_text(out_dir / "stats.json", json.dumps(stats, indent=1, default=str))
+    atomic_write_text(SplitData(out_dir).stats_path, json.dumps(stats, indent=1, default=str))
     return stats
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline import tracking
 from pipeline.data import SplitData
-from pipeline.paths import RunLayout, atomic_write_text, fingerprint, pipeline_home
+from pipeline.paths import IngestLayout, RunLayout, atomic_write_text, fingerprint, pipeline_home
 from pipeline.runconfig import RunConfig
 
 __all__ = [
@@ -195,20 +195,21 @@ def validate(ref: RunRef) -> dict[str, Any]:
                                             up_to=dt.date.fromisoformat(run.increments["up_to"]), spark=_spark())
         finally:
             for part in sorted(lay.partitions.glob("date=*")) if lay.partitions.exists() else []:
-                tracking.log_files(run.parent, [part / "validate_summary.json", part / "validation.json"],
+                staged = IngestLayout(part)
+                tracking.log_files(run.parent, [staged.validate_summary, staged.validation_report],
                                    f"validation/{part.name}")
-        atomic_write_text(lay.validate_summary, json.dumps(v, indent=1))
+        atomic_write_text(lay.ingest.validate_summary, json.dumps(v, indent=1))
         tracking.log_metrics(run.parent, {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
                                           "partitions_pending": len(v["pending"])})
         _progress(f"{len(v['pending'])} partitions pending, {v['rows_in']:,} rows, {v['quarantined']:,} quarantined")
         return v
     try:
-        summary = ingest.validate_stage(cfg, lay.ingest, spark=_spark(), as_of=ref.run_after)
+        summary = ingest.validate_stage(cfg, lay.ingest.root, spark=_spark(), as_of=ref.run_after)
     finally:
-        tracking.log_files(run.parent, [lay.validate_summary, lay.validation_report], "validation")
-        tracking.log_files(run.parent, [lay.data_docs], "validation/data_docs")
-        if lay.validate_summary.exists():
-            s = json.loads(lay.validate_summary.read_text())
+        tracking.log_files(run.parent, [lay.ingest.validate_summary, lay.ingest.validation_report], "validation")
+        tracking.log_files(run.parent, [lay.ingest.data_docs], "validation/data_docs")
+        if lay.ingest.validate_summary.exists():
+            s = json.loads(lay.ingest.validate_summary.read_text())
             tracking.log_metrics(run.parent, {"rows_in": s["rows_in"], "quarantined": s["quarantined"]})
     _progress(f"{summary['rows_out']:,} rows kept, {summary['quarantined']:,} quarantined")
     return summary
@@ -224,20 +225,20 @@ def dedup(ref: RunRef, validated: Mapping[str, Any]) -> dict[str, Any]:
         spark = _spark()
         summary = increments.commit_pending(validated, idmap_root=run.idmap_root, spark=spark,
                                             ingested_by=ref.dag_run_id)
-        increments.write_tracks(spark, Path(summary["curated"]), summary["partitions"], lay.tracks)
-        atomic_write_text(lay.ingest_summary, json.dumps(summary, indent=1))
+        increments.write_tracks(spark, Path(summary["curated"]), summary["partitions"], lay.ingest.tracks)
+        atomic_write_text(lay.ingest.summary, json.dumps(summary, indent=1))
         tracking.log_metrics(run.parent, {"partitions_ingested": len(summary["ingested"]),
                                           "history_rows": summary["history_rows"]})
         tracking.set_tags(run.parent, {"pipeline.partitions": (
             f"{summary['partitions'][0]} .. {summary['partitions'][-1]} ({len(summary['partitions'])}; "
             f"ingested now: {', '.join(summary['ingested']) or 'none'})")})
     else:
-        d = ingest.dedup_stage(lay.validated, lay.ingest, idmap_root=run.idmap_root,
+        d = ingest.dedup_stage(lay.ingest.validated, lay.ingest.root, idmap_root=run.idmap_root,
                                has_timestamps=validated["has_timestamps"], spark=_spark())
-        summary = ingest.write_summary(lay.ingest, validated, d)
+        summary = ingest.write_summary(lay.ingest.root, validated, d)
     tracking.log_metrics(run.parent, {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
     tracking.set_tags(run.parent, {"pipeline.idmap_version": summary["idmap_version"]})
-    tracking.log_files(run.parent, [lay.ingest_summary], "ingest")
+    tracking.log_files(run.parent, [lay.ingest.summary], "ingest")
     _progress(f"{summary['rows_out']:,} listens, {summary['duplicates']:,} duplicates dropped")
     return {k: v for k, v in summary.items() if k not in ("raw_files", "validated")}
 
@@ -248,7 +249,7 @@ def split(ref: RunRef, ingested: Mapping[str, Any]) -> dict[str, Any]:
 
     run = Run.open(ref)
     lay = run.layout
-    listens: Any = lay.listens
+    listens: Any = lay.ingest.listens
     if ingested.get("increments"):
         listens = _window(ingested, run.cfg.train_window_days or 0)
     stats = split_mod.split(listens, lay.split, run.cfg.split(), has_timestamps=ingested["has_timestamps"],
@@ -358,7 +359,7 @@ def select(ref: RunRef) -> dict[str, Any]:
 
 def _check_upstream(lay: RunLayout) -> None:
     """Raise naming the first upstream task whose output is missing (the sweeps never ran)."""
-    checks = [("start", lay.record), ("validate", lay.validate_summary), ("dedup_and_map", lay.ingest_summary),
+    checks = [("start", lay.record), ("validate", lay.ingest.validate_summary), ("dedup_and_map", lay.ingest.summary),
               ("split", SplitData(lay.split).stats_path)]
     for task, output in checks:
         failed = not output.exists()
@@ -410,7 +411,7 @@ def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     if pop is None:
         raise RuntimeError("no popularity baseline finished: the served model needs one for unknown users; "
                            f"see the results under {lay.popularity}")
-    meta = build_bundle(model_dir=Path(best["model_dir"]), data=run.split_data, tracks=lay.tracks,
+    meta = build_bundle(model_dir=Path(best["model_dir"]), data=run.split_data, tracks=lay.ingest.tracks,
                         idmap_root=run.idmap_root, fallback_model_dir=Path(pop["model_dir"]), out=lay.bundle,
                         tuning_dir=lay.index_tuning, cfg=run.cfg.index(), k=run.cfg.k,
                         info={"model_key": best["key"], "params": best["params"], "dag_run_id": ref.dag_run_id})

@@ -5,30 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.paths import pipeline_home
+from pipeline.paths import RunLayout, pipeline_home
 from pipeline.tracking import tracking_uri
 
 __all__ = ["latest_run", "print_run_report"]
 
 
 def latest_run(home: Path | None = None) -> Path:
-    runs = [p for p in ((home or pipeline_home()) / "runs").glob("*") if (p / "context.json").exists()]
+    """The run folder whose record was written last (the latest started run)."""
+    runs = [RunLayout(p) for p in ((home or pipeline_home()) / "runs").glob("*")]
+    runs = [r for r in runs if r.record.exists()]
     if not runs:
         raise FileNotFoundError(f"no runs under {(home or pipeline_home()) / 'runs'}: run the DAG first (make demo)")
-    return max(runs, key=lambda p: (p / "context.json").stat().st_mtime)
+    return max(runs, key=lambda r: r.record.stat().st_mtime).root
 
 
 def print_run_report(run_dir: Path | None = None) -> None:
-    run_dir = run_dir or latest_run()
-    ctx = json.loads((run_dir / "context.json").read_text())
+    lay = RunLayout(run_dir or latest_run())
+    ctx = lay.read_record()
     print(f"\nRun {ctx['dag_run_id']}  (input {ctx['input_path']}, fingerprint {ctx['fingerprint']})")
-    split_md = run_dir / "split" / "stats.md"
-    if split_md.exists():
-        print("\nData (Table 1):\n" + split_md.read_text())
-    board = run_dir / "select" / "leaderboard.md"
+    if lay.split_table.exists():
+        print("\nData (Table 1):\n" + lay.split_table.read_text())
+    board = lay.leaderboard_table
     if board.exists():
         print("Leaderboard (validation):\n" + board.read_text())
-    test = run_dir / "test" / "metrics.json"
+    test = lay.test_metrics
     if test.exists():
         t = json.loads(test.read_text())
         print(f"Test window, best model {t['best']}:")
@@ -36,11 +37,11 @@ def print_run_report(run_dir: Path | None = None) -> None:
             base = t["baseline_metrics"].get(name)
             extra = f"   (popularity {t['baseline']}: {base:.5f})" if isinstance(base, float) else ""
             print(f"  {name:<24} {value:.5f}{extra}" if isinstance(value, float) else f"  {name:<24} {value}")
-    promo = run_dir / "promotion.json"
+    promo = lay.promotion
     if promo.exists():
         p = json.loads(promo.read_text())
         print(f"\nRegistered music-recs v{p['version']} -> @{p['alias']} ({p['reason']})")
-    bundle = run_dir / "bundle" / "bundle.json"
+    bundle = lay.bundle / "bundle.json"
     if bundle.exists():
         idx = json.loads(bundle.read_text()).get("index") or {}
         if idx:
