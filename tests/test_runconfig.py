@@ -97,10 +97,10 @@ def test_select_names_the_upstream_task_that_failed(tmp_path, monkeypatch):
     ref.layout.root.mkdir(parents=True)
     ref.layout.record.write_text("{}")
     ref.layout.ingest.root.mkdir()
-    ref.layout.validate_summary.write_text(json.dumps({"success": False, "rows_in": 10}))
+    ref.layout.ingest.validate_summary.write_text(json.dumps({"success": False, "rows_in": 10}))
     with pytest.raises(RuntimeError, match="upstream task 'validate' failed .* says the batch failed"):
         stages.select(ref)
-    ref.layout.validate_summary.write_text(json.dumps({"success": True}))
+    ref.layout.ingest.validate_summary.write_text(json.dumps({"success": True}))
     with pytest.raises(RuntimeError, match="upstream task 'dedup_and_map' failed"):
         stages.select(ref)
 
