@@ -1,4 +1,4 @@
-"""The DAG file: imports cleanly, wires the flow of DESIGN.md, and does no heavy work at parse time."""
+"""The DAG file: imports cleanly, wires the flow of the README, and does no heavy work at parse time."""
 
 from __future__ import annotations
 

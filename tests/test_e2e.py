@@ -184,7 +184,7 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         rows = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                           "where task_id = 'als_sweep' order by map_index").fetchall()
-    assert [r[1] for r in rows] == ["rank=16 reg=0.1 alpha=0.5", "rank=16 reg=0.1 alpha=2"]
+    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=6 linear", "spark rank=16 reg=0.1 alpha=2 iters=6 linear"]
     c = tracking.client()
     exp = c.get_experiment_by_name("music-recs").experiment_id
     for map_index, _, run_id in rows:

@@ -14,7 +14,8 @@ import pytest
 from pipeline import ingest, split
 from pipeline.config import EvalConfig, IngestConfig, SplitConfig, als_grid, popularity_grid
 from pipeline.models.popularity import track_stats_spark
-from pipeline.sweep import SplitData, als_config_run, popularity_sweep
+from pipeline.data import SplitData
+from pipeline.sweep import als_config_run, popularity_sweep
 
 pytestmark = [pytest.mark.spark, pytest.mark.data]
 

@@ -76,7 +76,7 @@ class IngestConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SplitConfig:
-    """How listens become train / validation / test (DESIGN.md "Splits").
+    """How listens become train / validation / test (docs/contracts.md "Splits").
 
     ``test_quantile`` sets the held-out test window: rows at or after that quantile of all
     timestamps are the test set (``test_start``, an ISO timestamp, overrides it). Train and
@@ -104,7 +104,7 @@ class SplitConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    """Top-K evaluation (DESIGN.md "Evaluation"): K and whether seen-in-train items are dropped."""
+    """Top-K evaluation (docs/contracts.md "Evaluation"): K and whether seen-in-train items are dropped."""
 
     k: int = 100
     exclude_seen: bool = False
@@ -116,7 +116,7 @@ class EvalConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PopularityConfig:
-    """A non-personalized baseline (DESIGN.md "Popularity baselines")."""
+    """A non-personalized baseline (docs/contracts.md "Popularity baselines")."""
 
     variant: str = "plays_per_listener"
     beta: float = 0.0
@@ -145,7 +145,7 @@ class PopularityConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class AlsConfig:
-    """Implicit-feedback ALS (DESIGN.md "ALS"); confidence = 1 + alpha * f(plays)."""
+    """Implicit-feedback ALS (docs/contracts.md "ALS"); confidence = 1 + alpha * f(plays)."""
 
     rank: int = 20
     reg_param: float = 0.01

@@ -1,4 +1,4 @@
-"""The persistent, append-only ID map (DESIGN.md "ID map").
+"""The persistent, append-only ID map (docs/contracts.md "ID map").
 
 Users and canonical tracks get dense non-negative int32 ids. The map lives in versioned
 folders under one root::

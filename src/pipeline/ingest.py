@@ -5,7 +5,7 @@ Two stages, each runnable alone (the DAG runs them as two tasks):
 * :func:`validate_stage` writes ``validated/`` (good rows), ``quarantine/`` (bad rows with a
   ``reason``), ``validation.json`` and Data Docs, and fails the run when the batch breaks the
   Great Expectations suite.
-* :func:`dedup_stage` resolves each listen's canonical track (DESIGN.md "Canonical track"),
+* :func:`dedup_stage` resolves each listen's canonical track (docs/contracts.md "Canonical track"),
   drops exact duplicates, extends the ID map and writes ``listens/`` with
   ``(user_idx, track_idx, timestamp, play_count, source_row)``.
 

@@ -1,4 +1,4 @@
-"""Ranking metrics exactly as DESIGN.md "Evaluation" defines them.
+"""Ranking metrics exactly as docs/contracts.md "Evaluation" defines them.
 
 For a ranked list p (top K) and a relevant set R (a user's distinct evaluation tracks):
 

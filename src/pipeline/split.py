@@ -1,4 +1,4 @@
-"""Train / validation / test splits (DESIGN.md "Splits").
+"""Train / validation / test splits (docs/contracts.md "Splits").
 
 The test set is a later time window: rows at or after ``test_start`` (or the
 ``test_quantile`` of all timestamps). Train and validation are split from the rows before it:

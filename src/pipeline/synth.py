@@ -2,7 +2,7 @@
 
 Users and tracks belong to taste clusters; a user's listens come mostly from their cluster
 (by the tracks' popularity inside it) and the rest from global popularity, so a
-personalized model has structure to find (DESIGN.md "Synthetic data"). History lengths are
+personalized model has structure to find (docs/contracts.md "Synthetic data"). History lengths are
 heavy-tailed (lognormal), track popularity is a power law, about two years of timestamps,
 a share of tracks without a MusicBrainz id (some of them spelled two ways), and a small
 share of exact duplicate listens.

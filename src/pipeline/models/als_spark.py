@@ -1,4 +1,4 @@
-"""Spark ALS with implicit preferences (DESIGN.md "ALS").
+"""Spark ALS with implicit preferences (docs/contracts.md "ALS").
 
 Ratings are each (user, track)'s summed play count in train (``log`` confidence uses
 ``log1p(plays)``); Spark turns them into confidence ``1 + alpha * rating``. The fitted

@@ -1,4 +1,4 @@
-"""Popularity baselines (DESIGN.md "Popularity baselines"), fitted from per-track aggregates.
+"""Popularity baselines (docs/contracts.md "Popularity baselines"), fitted from per-track aggregates.
 
 * ``plays_per_listener``: score(i) = Σ_u plays(u, i) / (listeners(i) + β)
 * ``listeners``:          score(i) = number of distinct users who played i
