@@ -21,21 +21,17 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 @pytest.fixture(scope="session")
 def spark():
-    """A real SparkSession on local[2], UTC, small shuffles; stopped at the end of the run."""
+    """A real SparkSession on local[2] with the pipeline's settings, small shuffles; stopped at the end of the run."""
     pytest.importorskip("pyspark")
     from pyspark.sql import SparkSession
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("music-recs-tests")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
-    )
+    from pipeline.spark import SESSION_CONF
+
+    builder = SparkSession.builder.master("local[2]").appName("music-recs-tests")
+    for key, value in {**SESSION_CONF, "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
+                       "spark.ui.enabled": "false", "spark.driver.memory": "2g"}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
