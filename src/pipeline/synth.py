@@ -75,6 +75,23 @@ def _variant(name: str, how: int) -> str:
     return "   ".join(name.split()) + "\t"
 
 
+def _users(rng: np.random.Generator, *, n_users: int, n_clusters: int, n_listens: int, duplicate_share: float,
+           days: int, start: str) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray, np.ndarray]:
+    """Users: a taste cluster each, heavy-tailed history lengths, an active window inside the period.
+
+    Returns (cluster, history length, period in µs, start in µs since the epoch, window span, window begin).
+    """
+    user_cluster = rng.integers(0, n_clusters, size=n_users)
+    n_base = int(round(n_listens / (1 + duplicate_share)))
+    weights = rng.lognormal(0.0, 1.4, size=n_users)
+    lengths = 1 + rng.multinomial(max(0, n_base - n_users), weights / weights.sum())
+    period_us = days * 86_400 * 1_000_000
+    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+    span = rng.uniform(0.05, 1.0, size=n_users) * period_us
+    begin = rng.uniform(0, 1, size=n_users) * (period_us - span)
+    return user_cluster, lengths, period_us, t0, span, begin
+
+
 def generate(
     out_dir: str | Path, *, shape: str = "demo", n_listens: int = 200_000, n_users: int | None = None, n_tracks: int | None = None,
     n_clusters: int = 40, seed: int = 0, duplicate_share: float = 0.005, mbid_share: float = 0.7,
@@ -105,14 +122,9 @@ def generate(
     cluster_cdf = [np.cumsum(popularity[t]) / popularity[t].sum() if t.size else None for t in by_cluster]
 
     # users: a cluster each, heavy-tailed history lengths, an active window inside the period
-    user_cluster = rng.integers(0, n_clusters, size=n_users)
-    n_base = int(round(n_listens / (1 + duplicate_share)))
-    weights = rng.lognormal(0.0, 1.4, size=n_users)
-    lengths = 1 + rng.multinomial(max(0, n_base - n_users), weights / weights.sum())
-    period_us = days * 86_400 * 1_000_000
-    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
-    span = rng.uniform(0.05, 1.0, size=n_users) * period_us
-    begin = rng.uniform(0, 1, size=n_users) * (period_us - span)
+    user_cluster, lengths, period_us, t0, span, begin = _users(rng, n_users=n_users, n_clusters=n_clusters,
+                                                               n_listens=n_listens, duplicate_share=duplicate_share,
+                                                               days=days, start=start)
 
     out_dir = Path(out_dir)
     written = dups = 0
@@ -254,14 +266,9 @@ def generate_seed(
             seg /= seg[-1]
     counts = np.zeros(n_cat, dtype=np.int32)
 
-    user_cluster = rng.integers(0, n_clusters, size=n_users)
-    n_base = int(round(n_listens / (1 + duplicate_share)))
-    weights = rng.lognormal(0.0, 1.4, size=n_users)
-    lengths = 1 + rng.multinomial(max(0, n_base - n_users), weights / weights.sum())
-    period_us = days * 86_400 * 1_000_000
-    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
-    span = rng.uniform(0.05, 1.0, size=n_users) * period_us
-    begin = rng.uniform(0, 1, size=n_users) * (period_us - span)
+    user_cluster, lengths, period_us, t0, span, begin = _users(rng, n_users=n_users, n_clusters=n_clusters,
+                                                               n_listens=n_listens, duplicate_share=duplicate_share,
+                                                               days=days, start=start)
 
     out_dir = Path(out_dir)
     written = dups = 0
