@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import json
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,43 @@ def _users(rng: np.random.Generator, *, n_users: int, n_clusters: int, n_listens
     return user_cluster, lengths, period_us, t0, span, begin
 
 
+def _write_interactions(folder: Path, rng: np.random.Generator, *, lengths: np.ndarray, t0: int, begin: np.ndarray,
+                        span: np.ndarray, duplicate_share: float, chunk_rows: int,
+                        draw: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[int, int]:
+    """Write ``interactions/part-*.parquet`` a chunk of whole users at a time; (rows written, planted duplicates).
+
+    ``draw(users, own)`` picks each listen's track (``own``: from the user's cluster, else from
+    all tracks). Timestamps fall in each user's active window; a share of rows is repeated
+    exactly (duplicates for the dedup stage to find).
+    """
+    folder.mkdir(parents=True)
+    n_users = len(lengths)
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    written = dups = lo = part = 0
+    while lo < n_users:
+        hi = int(min(n_users, max(lo + 1, np.searchsorted(cum, cum[lo] + chunk_rows, side="left"))))
+        users = np.repeat(np.arange(lo, hi), lengths[lo:hi])
+        n = users.size
+        own = rng.random(n) < IN_CLUSTER
+        tracks = draw(users, own)
+        ts = t0 + (begin[users] + rng.random(n) * span[users]).astype(np.int64)
+        n_dup = int(rng.binomial(n, duplicate_share)) if duplicate_share else 0
+        if n_dup:
+            pick = rng.choice(n, size=n_dup, replace=False)
+            users, tracks, ts = (np.concatenate([x, x[pick]]) for x in (users, tracks, ts))
+        order = np.lexsort((tracks, ts, users))
+        table = pa.table({
+            "user_id": _ids("u", users[order], 6),
+            "recording_msid": _ids("msid-", tracks[order], 9),
+            "timestamp": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
+        })
+        pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="snappy")
+        written += table.num_rows
+        dups += n_dup
+        lo, part = hi, part + 1
+    return written, dups
+
+
 def generate(
     out_dir: str | Path, *, shape: str = "demo", n_listens: int = 200_000, n_users: int | None = None, n_tracks: int | None = None,
     n_clusters: int = 40, seed: int = 0, duplicate_share: float = 0.005, mbid_share: float = 0.7,
@@ -126,43 +164,23 @@ def generate(
                                                                n_listens=n_listens, duplicate_share=duplicate_share,
                                                                days=days, start=start)
 
+    def draw(users: np.ndarray, own: np.ndarray) -> np.ndarray:
+        tracks = np.empty(users.size, dtype=np.int64)
+        tracks[~own] = np.searchsorted(global_cdf, rng.random((~own).sum()), side="right")
+        clusters = user_cluster[users]
+        for c in np.unique(clusters[own]):
+            sel = own & (clusters == c)
+            pool, cdf = by_cluster[c], cluster_cdf[c]
+            if pool.size == 0:
+                tracks[sel] = np.searchsorted(global_cdf, rng.random(sel.sum()), side="right")
+            else:
+                tracks[sel] = pool[np.searchsorted(cdf, rng.random(sel.sum()), side="right")]
+        return np.minimum(tracks, n_tracks - 1)
+
     out_dir = Path(out_dir)
-    written = dups = 0
     with atomic_dir(out_dir) as tmp:
-        (tmp / "interactions").mkdir(parents=True)
-        cum = np.concatenate([[0], np.cumsum(lengths)])
-        lo = part = 0
-        while lo < n_users:
-            hi = int(min(n_users, max(lo + 1, np.searchsorted(cum, cum[lo] + chunk_rows, side="left"))))
-            users = np.repeat(np.arange(lo, hi), lengths[lo:hi])
-            n = users.size
-            tracks = np.empty(n, dtype=np.int64)
-            own = rng.random(n) < IN_CLUSTER
-            tracks[~own] = np.searchsorted(global_cdf, rng.random((~own).sum()), side="right")
-            clusters = user_cluster[users]
-            for c in np.unique(clusters[own]):
-                sel = own & (clusters == c)
-                pool, cdf = by_cluster[c], cluster_cdf[c]
-                if pool.size == 0:
-                    tracks[sel] = np.searchsorted(global_cdf, rng.random(sel.sum()), side="right")
-                else:
-                    tracks[sel] = pool[np.searchsorted(cdf, rng.random(sel.sum()), side="right")]
-            tracks = np.minimum(tracks, n_tracks - 1)
-            ts = t0 + (begin[users] + rng.random(n) * span[users]).astype(np.int64)
-            n_dup = int(rng.binomial(n, duplicate_share)) if duplicate_share else 0
-            if n_dup:
-                pick = rng.choice(n, size=n_dup, replace=False)
-                users, tracks, ts = (np.concatenate([a, a[pick]]) for a in (users, tracks, ts))
-            order = np.lexsort((tracks, ts, users))
-            table = pa.table({
-                "user_id": _ids("u", users[order], 6),
-                "recording_msid": _ids("msid-", tracks[order], 9),
-                "timestamp": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
-            })
-            pq.write_table(table, tmp / "interactions" / f"part-{part:05d}.parquet", compression="snappy")
-            written += table.num_rows
-            dups += n_dup
-            lo, part = hi, part + 1
+        written, dups = _write_interactions(tmp / "interactions", rng, lengths=lengths, t0=t0, begin=begin, span=span,
+                                            duplicate_share=duplicate_share, chunk_rows=chunk_rows, draw=draw)
 
         # the track table: names, and a MusicBrainz id for a share of tracks. Names are kept as
         # syllable numbers and spelled a chunk at a time (no per-track strings in one piece)
@@ -270,45 +288,26 @@ def generate_seed(
                                                                n_listens=n_listens, duplicate_share=duplicate_share,
                                                                days=days, start=start)
 
+    def draw(users: np.ndarray, own: np.ndarray) -> np.ndarray:
+        tracks = np.empty(users.size, dtype=np.int64)
+        tracks[~own] = _sample(global_cdf, rng.random(int((~own).sum())))
+        clusters = user_cluster[users]
+        for c in np.unique(clusters[own]):
+            sel = own & (clusters == c)
+            a, b = bounds[c], bounds[c + 1]
+            if a == b:
+                tracks[sel] = _sample(global_cdf, rng.random(int(sel.sum())))
+            else:
+                tracks[sel] = by_cluster[a + _sample(cluster_cdf[a:b], rng.random(int(sel.sum())))]
+        ids, cnt = np.unique(tracks, return_counts=True)
+        counts[ids] += cnt.astype(np.int32)
+        return tracks
+
     out_dir = Path(out_dir)
-    written = dups = 0
     with atomic_dir(out_dir) as tmp:
-        (tmp / "interactions").mkdir(parents=True)
-        cum = np.concatenate([[0], np.cumsum(lengths)])
-        lo = part = 0
-        while lo < n_users:
-            hi = int(min(n_users, max(lo + 1, np.searchsorted(cum, cum[lo] + chunk_rows, side="left"))))
-            users = np.repeat(np.arange(lo, hi), lengths[lo:hi])
-            n = users.size
-            tracks = np.empty(n, dtype=np.int64)
-            own = rng.random(n) < IN_CLUSTER
-            tracks[~own] = _sample(global_cdf, rng.random(int((~own).sum())))
-            clusters = user_cluster[users]
-            for c in np.unique(clusters[own]):
-                sel = own & (clusters == c)
-                a, b = bounds[c], bounds[c + 1]
-                if a == b:
-                    tracks[sel] = _sample(global_cdf, rng.random(int(sel.sum())))
-                else:
-                    tracks[sel] = by_cluster[a + _sample(cluster_cdf[a:b], rng.random(int(sel.sum())))]
-            ids, cnt = np.unique(tracks, return_counts=True)
-            counts[ids] += cnt.astype(np.int32)
-            ts = t0 + (begin[users] + rng.random(n) * span[users]).astype(np.int64)
-            n_dup = int(rng.binomial(n, duplicate_share)) if duplicate_share else 0
-            if n_dup:
-                pick = rng.choice(n, size=n_dup, replace=False)
-                users, tracks, ts = (np.concatenate([x, x[pick]]) for x in (users, tracks, ts))
-            order = np.lexsort((tracks, ts, users))
-            table = pa.table({
-                "user_id": _ids("u", users[order], 6),
-                "recording_msid": _ids("msid-", tracks[order], 9),
-                "timestamp": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
-            })
-            pq.write_table(table, tmp / "interactions" / f"part-{part:05d}.parquet", compression="snappy")
-            written += table.num_rows
-            dups += n_dup
-            lo, part = hi, part + 1
-        del global_cdf, cluster_cdf, by_cluster, users, tracks, ts, table
+        written, dups = _write_interactions(tmp / "interactions", rng, lengths=lengths, t0=t0, begin=begin, span=span,
+                                            duplicate_share=duplicate_share, chunk_rows=chunk_rows, draw=draw)
+        del global_cdf, cluster_cdf, by_cluster
 
         # the heard tracks, a chunk of catalogue ids at a time; names and MBIDs are hashes of the id
         n_artists = max(10, n_cat // 10)
