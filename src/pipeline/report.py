@@ -51,7 +51,8 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
         fig, ax = plt.subplots(figsize=(5, 3.5))
         series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in als:
-            others = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha") if x != param})
+            others = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha", "max_iter")
+                                   if x != param and x in r["params"]})
             series[others].append((r["params"][param], r["metrics"][metric]))
         for label, pts in sorted(series.items()):
             pts.sort()
