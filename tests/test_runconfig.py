@@ -115,3 +115,23 @@ def test_select_names_the_upstream_task_that_failed(tmp_path, monkeypatch):
 def test_the_alias_decision(incumbent, score, candidate, alias, why):
     d = decide_alias(k=100, candidate=candidate, version="3", incumbent_version=incumbent, incumbent_score=score)
     assert (d.alias, d.reason) == (alias, why)
+
+
+def test_cli_flags_that_set_a_run_param_take_its_default_type_and_choices():
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    specs = RunConfig.param_specs()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    seen = set()
+    for command in ("ingest", "split"):  # the stages a run also runs (synth's --seed seeds the generator)
+        for action in sub.choices[command]._actions:
+            if action.dest in specs:
+                seen.add(action.dest)
+                spec = specs[action.dest]
+                assert action.default == spec["default"] or action.required, (command, action.dest)
+                assert action.help == spec["description"], (command, action.dest)
+                assert action.choices == spec.get("enum"), (command, action.dest)
+    assert {"input_format", "max_quarantine_share", "split_strategy", "split_fraction", "seed", "test_quantile",
+            "train_window_days"} <= seen
