@@ -155,8 +155,8 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, name: str, **overrides:
     f = {f.name: f for f in fields(RunConfig)}[name]
     hint = _hints()[name]
     base, is_list = _base_type(hint)
-    kwargs: dict[str, Any] = {"dest": name.replace("-", "_"), "default": RunConfig.param_specs()[name]["default"],
-                              "help": f.metadata["doc"]}
+    spec = RunConfig.param_specs()[name]
+    kwargs: dict[str, Any] = {"dest": name, "default": spec["default"], "help": spec["description"]}
     if base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     else:
