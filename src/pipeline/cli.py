@@ -62,7 +62,7 @@ def _split(args: argparse.Namespace) -> int:
     from pipeline.spark import get_session
 
     summary = json.loads(IngestLayout(Path(args.input)).summary.read_text())
-    cfg = SplitConfig(strategy=args.split_strategy, fraction=args.split_fraction, k=args.k, seed=args.seed,
+    cfg = SplitConfig(strategy=args.split_strategy, fraction=args.split_fraction, k=args.leave_out, seed=args.seed,
                       cutoff=args.cutoff, test_quantile=None if args.no_test else args.test_quantile,
                       test_start=args.test_start)
     spark = get_session("pipeline split")
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="an ingest output folder")
     add_flag(s, "--strategy", "split_strategy")
     add_flag(s, "--fraction", "split_fraction")
-    s.add_argument("--k", type=int, default=1, help="leave_k_out: the evaluation rows per user")
+    s.add_argument("--k", dest="leave_out", type=int, default=1, help="leave_k_out: the evaluation rows per user")
     add_flag(s, "--seed", "seed")
     s.add_argument("--cutoff")
     add_flag(s, "--test-quantile", "test_quantile")
