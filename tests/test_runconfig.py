@@ -9,6 +9,7 @@ from dataclasses import fields
 
 import pytest
 
+from pipeline.intervals import Interval
 from pipeline.paths import RunLayout
 from pipeline.promotion import decide_alias
 from pipeline.runconfig import RunConfig
@@ -105,15 +106,20 @@ def test_select_names_the_upstream_task_that_failed(tmp_path, monkeypatch):
         stages.select(ref)
 
 
-@pytest.mark.parametrize("incumbent, score, candidate, alias, why", [
-    (None, None, 0.1, "champion", "no champion yet"),
-    ("3", None, 0.1, "champion", "already champion"),
-    ("2", None, 0.1, "champion", "incumbent v2 has no bundle to re-score"),
-    ("2", 0.10, 0.10, "champion", "test MAP@100 0.10000 >= incumbent v2 0.10000"),
-    ("2", 0.12, 0.10, "challenger", "test MAP@100 0.10000 < incumbent v2 0.12000"),
+@pytest.mark.parametrize("incumbent, difference, alias, why", [
+    (None, None, "champion", "no champion yet"),
+    ("3", None, "champion", "already champion"),
+    ("2", None, "champion", "incumbent v2 has no bundle to re-score"),
+    ("2", Interval(0.010, 0.002, 0.018), "champion",
+     "test MAP@100 better than incumbent v2 beyond noise: difference +0.01000 [+0.00200, +0.01800]"),
+    # better on average, but inside the noise: the champion stays
+    ("2", Interval(0.004, -0.003, 0.011), "challenger",
+     "test MAP@100 not better than incumbent v2 beyond noise: difference +0.00400 [-0.00300, +0.01100]"),
+    ("2", Interval(-0.02, -0.03, -0.01), "challenger",
+     "test MAP@100 not better than incumbent v2 beyond noise: difference -0.02000 [-0.03000, -0.01000]"),
 ])
-def test_the_alias_decision(incumbent, score, candidate, alias, why):
-    d = decide_alias(k=100, candidate=candidate, version="3", incumbent_version=incumbent, incumbent_score=score)
+def test_the_alias_decision(incumbent, difference, alias, why):
+    d = decide_alias(k=100, version="3", incumbent_version=incumbent, difference=difference)
     assert (d.alias, d.reason) == (alias, why)
 
 

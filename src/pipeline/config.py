@@ -104,14 +104,22 @@ class SplitConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    """Top-K evaluation (docs/contracts.md "Evaluation"): K and whether seen-in-train items are dropped."""
+    """Top-K evaluation (docs/contracts.md "Evaluation"): K and whether seen-in-train items are dropped.
+
+    Every per-user metric gets a 95% interval from ``resamples`` bootstrap resamples of the
+    evaluated users, drawn from ``seed`` (docs/contracts.md "Intervals and decisions").
+    """
 
     k: int = 100
     exclude_seen: bool = False
+    seed: int = 0
+    resamples: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 10_000:
             raise ValueError(f"k={self.k!r} is out of range; use 1 <= k <= 10000")
+        if self.resamples < 1:
+            raise ValueError(f"resamples={self.resamples!r} must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

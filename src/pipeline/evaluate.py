@@ -12,30 +12,61 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.metrics import ranking_metrics
+from pipeline.metrics import per_user_metrics, ranking_metrics
 
 if TYPE_CHECKING:
     from pipeline.config import EvalConfig
     from pipeline.data import SplitData
     from pipeline.models import Recommender
 
-__all__ = ["evaluate", "evaluate_tables", "main"]
+__all__ = ["Scores", "score", "evaluate", "evaluate_tables", "main"]
 
 
-def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
-    """Metrics of ``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
+@dataclass(frozen=True)
+class Scores:
+    """One model on one split: the evaluated users, each per-user metric, and the averages with intervals.
+
+    ``metrics`` holds every ``<metric>_at_<k>`` (and ``_ci_low`` / ``_ci_high`` for the per-user
+    ones), coverage, ``n_users`` and ``n_cold_users``. Two models of one run are scored on the
+    same users in the same order, so their per-user values pair up (:mod:`pipeline.intervals`).
+    """
+
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    metrics: dict[str, float]
+
+    def save(self, path: Path) -> Path:
+        """The per-user values as ``.npz`` (written through a temporary file and a rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, users=self.users, **self.per_user)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load_per_user(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        with np.load(path) as z:
+            return z["users"], {name: z[name] for name in z.files if name != "users"}
+
+
+def score(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> Scores:
+    """``model`` on split ``which`` for every user with >= 1 relevant track and a train history.
 
     Users with evaluation rows but no train history cannot be ranked by a factor model; they
     are left out for every model alike and counted in ``n_cold_users``. When ``spark`` runs on a
     cluster, a factor model's top-K is computed on the executors.
     """
     from pipeline.distributed import is_cluster, recommend_distributed
+    from pipeline.intervals import bootstrap
     from pipeline.models import FactorModel
 
     train, truth = data.train, data.truth(which)
@@ -49,8 +80,17 @@ def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *
     else:
         recs = model.recommend(users, cfg.k, exclude=exclude)
     metrics = ranking_metrics(recs, truth[users], cfg.k, n_items=catalogue)
+    rows, per_user = per_user_metrics(recs, truth[users], cfg.k)
+    for name, values in per_user.items():
+        ci = bootstrap(values, seed=cfg.seed, resamples=cfg.resamples)
+        metrics[f"{name}_at_{cfg.k}_ci_low"], metrics[f"{name}_at_{cfg.k}_ci_high"] = ci.low, ci.high
     metrics["n_cold_users"] = int((has_truth & ~has_train).sum())
-    return metrics
+    return Scores(users=users[rows], per_user=per_user, metrics=metrics)
+
+
+def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
+    """The metrics of :func:`score` (averages, intervals, counts)."""
+    return score(model, data, which, cfg, spark=spark).metrics
 
 
 def _read(path: str | Path, role: str) -> Any:

@@ -24,8 +24,10 @@ import scipy.sparse as sp
 
 __all__ = [
     "precision_at_k", "recall_at_k", "average_precision_at_k", "ndcg_at_k", "hit_at_k",
-    "reciprocal_rank_at_k", "ranking_metrics",
+    "reciprocal_rank_at_k", "ranking_metrics", "per_user_metrics", "PER_USER",
 ]
+
+PER_USER = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")  # averaged over users (coverage is not)
 
 
 def _hits(ranked: Sequence[int], relevant: Collection[int], k: int) -> list[bool]:
@@ -73,12 +75,12 @@ def reciprocal_rank_at_k(ranked: Sequence[int], relevant: Collection[int], k: in
     return 0.0
 
 
-def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int, *, n_items: int | None = None) -> dict[str, float]:
-    """All metrics @k, averaged over the rows of ``truth`` with at least one relevant item.
+def per_user_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(evaluated rows, each metric of :data:`PER_USER` per evaluated row) — what :func:`ranking_metrics` averages.
 
     ``recs``: int array (n_users, >= k) of ranked item indices, -1 for padding (never a hit).
     ``truth``: CSR (n_users, n_items) whose stored entries mark relevant items (rows aligned with
-    ``recs``). ``n_items`` is the catalogue size for coverage (default ``truth.shape[1]``).
+    ``recs``). A row is evaluated when it has at least one relevant item.
     """
     recs = np.asarray(recs)
     if recs.ndim != 2 or recs.shape[0] != truth.shape[0]:
@@ -92,9 +94,8 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int, *, n_items: 
     truth.sort_indices()
     n_rel = np.diff(truth.indptr)
     users = np.flatnonzero(n_rel > 0)
-    names = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr", "coverage")
     if users.size == 0:
-        return {**{f"{m}_at_{k}": 0.0 for m in names}, "n_users": 0}
+        return users, {name: np.zeros(0) for name in PER_USER}
     recs, n_rel = recs[users], n_rel[users]
     truth = truth[users]
     m = np.int64(truth.shape[1] + 1)
@@ -110,7 +111,7 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int, *, n_items: 
     discounts = 1.0 / np.log2(ranks + 1)
     ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1]
     first = np.where(n_hits > 0, hits.argmax(axis=1) + 1, 0)
-    per_user = {
+    return users, {
         "precision": n_hits / k,
         "recall": n_hits / n_rel,
         "map": (hits * cum / ranks).sum(axis=1) / np.minimum(n_rel, k),
@@ -118,9 +119,21 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int, *, n_items: 
         "hit_rate": (n_hits > 0).astype(np.float64),
         "mrr": np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0),
     }
+
+
+def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int, *, n_items: int | None = None) -> dict[str, float]:
+    """All metrics @k, averaged over the rows of ``truth`` with at least one relevant item.
+
+    Arguments as :func:`per_user_metrics`; ``n_items`` is the catalogue size for coverage
+    (default ``truth.shape[1]``).
+    """
+    users, per_user = per_user_metrics(recs, truth, k)
+    if users.size == 0:
+        return {**{f"{m}_at_{k}": 0.0 for m in (*PER_USER, "coverage")}, "n_users": 0}
     out = {f"{name}_at_{k}": float(v.mean()) for name, v in per_user.items()}
+    top = np.asarray(recs)[users, :k]
     catalogue = n_items if n_items is not None else truth.shape[1]
-    recommended = np.unique(recs[recs >= 0]).size
+    recommended = np.unique(top[top >= 0]).size
     out[f"coverage_at_{k}"] = recommended / catalogue if catalogue else 0.0
     out["n_users"] = int(users.size)
     return out

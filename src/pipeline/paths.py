@@ -109,6 +109,7 @@ class RunLayout:
         sweep/<config>/         model/, result.json (one per ALS grid point)
         select/                 leaderboard.{md,json}, sweep plots
         test/metrics.json       the selected model and the best baseline on the test window
+        test/per_user.npz       the served model's per-user test metrics
         index_tuning/           every measured index setting, tuning.json, tradeoffs.png
         bundle/                 what the served model loads (index, ID maps, factors, fallback)
         promotion.json          the registry decision
@@ -178,6 +179,11 @@ class RunLayout:
     @property
     def test_metrics(self) -> Path:
         return self.root / "test" / "metrics.json"
+
+    @property
+    def test_per_user(self) -> Path:
+        """The served model's per-user test metrics (pairs it with the incumbent at promotion)."""
+        return self.root / "test" / "per_user.npz"
 
     @property
     def index_tuning(self) -> Path:

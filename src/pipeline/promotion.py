@@ -20,6 +20,8 @@ import numpy as np
 from pipeline import tracking
 from pipeline.config import EvalConfig
 from pipeline.data import SplitData
+from pipeline.evaluate import Scores
+from pipeline.intervals import Interval, paired_difference
 from pipeline.paths import atomic_write_text
 from pipeline.serving import MODEL_NAME, Bundle, MusicRecsModel
 
@@ -32,31 +34,33 @@ class Decision:
     reason: str
 
 
-def decide_alias(*, k: int, candidate: float, version: str, incumbent_version: str | None,
-                 incumbent_score: float | None) -> Decision:
+def decide_alias(*, k: int, version: str, incumbent_version: str | None, difference: Interval | None) -> Decision:
     """The alias a newly registered ``version`` gets, and why.
 
-    ``incumbent_score`` is the champion's test MAP@K re-scored on this run's test window
-    (None when it could not be: a version without a bundle).
+    ``difference`` is the paired difference candidate − incumbent in test MAP@K on this run's
+    test users, with its interval (None when the incumbent could not be re-scored: a version
+    without a bundle).
     """
     if incumbent_version is None:
         return Decision("champion", "no champion yet")
     if incumbent_version == version:
         return Decision("champion", "already champion")
-    if incumbent_score is None:
+    if difference is None:
         return Decision("champion", f"incumbent v{incumbent_version} has no bundle to re-score")
-    if candidate >= incumbent_score:
-        return Decision("champion", f"test MAP@{k} {candidate:.5f} >= incumbent v{incumbent_version} "
-                                    f"{incumbent_score:.5f}")
-    return Decision("challenger", f"test MAP@{k} {candidate:.5f} < incumbent v{incumbent_version} "
-                                  f"{incumbent_score:.5f}")
+    if difference.above_zero:
+        return Decision("champion", f"test MAP@{k} better than incumbent v{incumbent_version} beyond noise: "
+                                    f"difference {difference}")
+    return Decision("challenger", f"test MAP@{k} not better than incumbent v{incumbent_version} beyond noise: "
+                                  f"difference {difference}")
 
 
-def promote(*, bundle_dir: Path, split: SplitData, cfg: EvalConfig, candidate: float, config_key: str,
-            parent_run_id: str, run_key: str, dag_run_id: str, out: Path) -> dict[str, Any]:
+def promote(*, bundle_dir: Path, split: SplitData, cfg: EvalConfig, candidate: float,
+            candidate_per_user: tuple[np.ndarray, np.ndarray], config_key: str, parent_run_id: str, run_key: str,
+            dag_run_id: str, out: Path) -> dict[str, Any]:
     """Register ``bundle_dir`` as a ``music-recs`` version (once per ``run_key``) and set its alias.
 
-    Writes the decision to ``out`` (JSON) and tags the parent run and the version with it.
+    ``candidate_per_user`` is (test users, their MAP@K) of the bundle's model. Writes the decision
+    to ``out`` (JSON) and tags the parent run and the version with it.
     """
     from mlflow.exceptions import MlflowException
 
@@ -71,13 +75,26 @@ def promote(*, bundle_dir: Path, split: SplitData, cfg: EvalConfig, candidate: f
     except MlflowException:
         incumbent = None
     rival = incumbent is not None and incumbent.version != version.version
-    score = _rescore(incumbent.version, split, cfg) if rival else None
-    decision = decide_alias(k=cfg.k, candidate=candidate, version=str(version.version),
-                            incumbent_version=None if incumbent is None else str(incumbent.version),
-                            incumbent_score=score)
     record: dict[str, Any] = {"version": str(version.version), "candidate_" + metric: candidate}
+    difference = None
     if rival:
-        record.update({"incumbent_version": str(incumbent.version), "incumbent_" + metric: score})
+        theirs = _rescore(incumbent.version, split, cfg)
+        record.update({"incumbent_version": str(incumbent.version),
+                       "incumbent_" + metric: None if theirs is None else theirs.metrics[f"map_at_{cfg.k}"]})
+        if theirs is not None:
+            users, mine = candidate_per_user
+            if not np.array_equal(users, theirs.users):
+                raise ValueError(f"the candidate and incumbent v{incumbent.version} were scored on different test "
+                                 "users; re-run test_eval")
+            difference = paired_difference(mine, theirs.per_user["map"], seed=cfg.seed, resamples=cfg.resamples)
+            record["difference_" + metric] = {"mean": difference.mean, "ci_low": difference.low,
+                                              "ci_high": difference.high}
+            tracking.log_metrics(parent_run_id, {f"promotion_{metric}_diff": difference.mean,
+                                                 f"promotion_{metric}_diff_ci_low": difference.low,
+                                                 f"promotion_{metric}_diff_ci_high": difference.high})
+    decision = decide_alias(k=cfg.k, version=str(version.version),
+                            incumbent_version=None if incumbent is None else str(incumbent.version),
+                            difference=difference)
     record.update(asdict(decision))
     c.set_tag(parent_run_id, "pipeline.promotion", f"v{version.version} -> {decision.alias}: {decision.reason}")
     c.set_model_version_tag(MODEL_NAME, version.version, "pipeline.promotion", decision.reason)
@@ -110,12 +127,12 @@ def _register(bundle_dir: Path, parent_run_id: str, *, tags: Mapping[str, str]) 
     return mlflow.register_model(info.model_uri, MODEL_NAME, tags=dict(tags))
 
 
-def _rescore(version: str, split: SplitData, cfg: EvalConfig) -> float | None:
-    """The registered ``version``'s test MAP@K on this split, its matrices padded to today's ID map."""
+def _rescore(version: str, split: SplitData, cfg: EvalConfig) -> Scores | None:
+    """The registered ``version`` scored on this split's test window, its matrices padded to today's ID map."""
     import mlflow
 
     from pipeline import models
-    from pipeline.evaluate import evaluate
+    from pipeline.evaluate import score
 
     path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}"))
     found = list(path.rglob("bundle.json"))
@@ -128,7 +145,7 @@ def _rescore(version: str, split: SplitData, cfg: EvalConfig) -> float | None:
                                    _pad(model.item_mask, n_tracks), model.params)
     else:
         model = models.PopularityModel(_pad(model.scores, n_tracks), model.params)
-    return evaluate(model, split, "test", cfg)[f"map_at_{cfg.k}"]
+    return score(model, split, "test", cfg)
 
 
 def _pad(a: Any, n: int) -> np.ndarray:

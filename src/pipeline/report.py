@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["leaderboard_markdown", "sweep_plots"]
+__all__ = ["leaderboard_markdown", "metric_text", "sweep_plots"]
 
 _HIDDEN = {"model", "seed"}
 
@@ -16,21 +16,28 @@ def _params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items() if k not in _HIDDEN)
 
 
-def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int) -> str:
-    """Best first: model, params, validation P/MAP/NDCG@k, fit seconds, status."""
+def metric_text(m: dict[str, Any], name: str) -> str:
+    """``0.20461 [0.19612, 0.21322]``: a metric and its 95% bootstrap interval, when it has one."""
+    if name not in m:
+        return "-"
+    low, high = m.get(f"{name}_ci_low"), m.get(f"{name}_ci_high")
+    return f"{m[name]:.5f}" + (f" [{low:.5f}, {high:.5f}]" if low is not None and high is not None else "")
+
+
+def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int, notes: Sequence[str] = ()) -> str:
+    """Best first: model, params, validation P/MAP/NDCG@k with 95% intervals, fit seconds, status; then notes."""
     lines = [
         f"| # | model | params | val P@{k} | val MAP@{k} | val NDCG@{k} | fit s | status |",
         "|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for i, r in enumerate(board, 1):
         m = r.get("metrics") or {}
-        cells = [f"{m[name]:.5f}" if name in m else "-" for name in
-                 (f"val_precision_at_{k}", f"val_map_at_{k}", f"val_ndcg_at_{k}")]
+        cells = [metric_text(m, name) for name in (f"val_precision_at_{k}", f"val_map_at_{k}", f"val_ndcg_at_{k}")]
         lines.append(
             f"| {i} | {r['params'].get('model')} | {_params_text(r['params'])} | {' | '.join(cells)} | "
             f"{r.get('fit_seconds', '-')} | {r['status']} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, *([""] if notes else []), *notes])
 
 
 def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[Path]:

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SELECT_METRIC", "leaderboard", "select_best", "best_popularity"]
+import numpy as np
+
+__all__ = ["SELECT_METRIC", "leaderboard", "select_best", "best_popularity", "paired_comparisons", "few_users"]
 
 SELECT_METRIC = "val_map_at_{k}"
 
@@ -39,3 +41,43 @@ def best_popularity(popularity_dir: Path, k: int) -> dict[str, Any] | None:
     """The best finished popularity configuration by validation MAP@k, or None when none finished."""
     ok = [r for r in leaderboard([popularity_dir], k) if r["status"] == "ok"]
     return ok[0] if ok else None
+
+
+def paired_comparisons(board: list[dict[str, Any]], k: int, *, seed: int, resamples: int) -> dict[str, Any]:
+    """The leader's paired difference in validation MAP@k to the runner-up and to the best popularity model.
+
+    Each is the mean difference over the same validation users and its 95% bootstrap interval;
+    ``beyond_noise`` when the interval lies above zero.
+    """
+    from pipeline.evaluate import Scores
+    from pipeline.intervals import paired_difference
+
+    ok = [r for r in board if r["status"] == "ok"]
+    if not ok:
+        return {}
+    leader = ok[0]
+    others = {"runner_up": ok[1] if len(ok) > 1 else None,
+              "best_popularity": next((r for r in ok[1:] if r["params"].get("model") == "popularity"), None)}
+    users, mine = Scores.load_per_user(Path(leader["per_user"]))
+    out = {}
+    for role, other in others.items():
+        if other is None:
+            continue
+        their_users, theirs = Scores.load_per_user(Path(other["per_user"]))
+        if not np.array_equal(users, their_users):
+            raise ValueError(f"{leader['key']} and {other['key']} were scored on different users; "
+                             "re-run the sweep on one split")
+        d = paired_difference(mine["map"], theirs["map"], seed=seed, resamples=resamples)
+        out[role] = {"key": other["key"], "label": other["label"], f"diff_map_at_{k}": d.mean,
+                     "ci_low": d.low, "ci_high": d.high, "beyond_noise": d.above_zero}
+    return out
+
+
+def few_users(n_users: int, n_cold: int, which: str, minimum: int) -> str | None:
+    """A warning when fewer than ``minimum`` users could be evaluated on ``which`` (None otherwise)."""
+    if n_users >= minimum:
+        return None
+    return (f"only {n_users} users could be evaluated on {which} (fewer than min_eval_users={minimum}): "
+            f"{n_cold} more had {which} listens but no train history (cold), and the rest of the users had no "
+            f"listens in the {which} window; its metrics and intervals are wide, a longer window or more data "
+            "would narrow them")

@@ -56,6 +56,11 @@ class RunConfig:
     seed: int = _setting(0, "Seed of the random_user split and of every model fit.", minimum=0)
     k: int = _setting(100, "K of P/MAP/NDCG@K.", minimum=1, maximum=1000)
     exclude_seen: bool = _setting(False, "Drop tracks seen in train from the rankings (right for one-row-per-pair data).")
+    bootstrap_resamples: int = _setting(1000, "Bootstrap resamples of the evaluated users behind every metric's 95% "
+                                              "interval (seeded by seed; the same resamples for every model).",
+                                        minimum=1000)
+    min_eval_users: int = _setting(100, "The run warns when fewer users than this can be evaluated on validation or "
+                                        "test (their metrics mean little).", minimum=1)
     # -- the sweeps
     betas: tuple[float, ...] = _setting(SEED_BETAS, "Damping values for the plays-per-listener baseline.", minimum=0)
     ranks: tuple[int, ...] = _setting((10, 20), "ALS grid: rank.", minimum=1, maximum=1024)
@@ -131,7 +136,7 @@ class RunConfig:
                            test_quantile=self.test_quantile, seed=self.seed)
 
     def eval(self) -> EvalConfig:
-        return EvalConfig(k=self.k, exclude_seen=self.exclude_seen)
+        return EvalConfig(k=self.k, exclude_seen=self.exclude_seen, seed=self.seed, resamples=self.bootstrap_resamples)
 
     def index(self) -> IndexConfig:
         return IndexConfig(recall_target=self.recall_target, n_queries=self.index_queries,

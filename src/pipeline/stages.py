@@ -334,7 +334,7 @@ def select(ref: RunRef) -> dict[str, Any]:
     drops out. When no configuration ran because an upstream task failed, it says which.
     """
     from pipeline import report
-    from pipeline.results import leaderboard, select_best
+    from pipeline.results import few_users, leaderboard, paired_comparisons, select_best
 
     lay = ref.layout
     _check_upstream(lay)
@@ -342,15 +342,29 @@ def select(ref: RunRef) -> dict[str, Any]:
     k = run.cfg.k
     board = leaderboard(lay.results, k)
     best = select_best(board, k)
+    best["paired"] = paired_comparisons(board, k, seed=run.cfg.seed, resamples=run.cfg.bootstrap_resamples)
+    notes = [f"{best['label']} vs {role.replace('_', ' ')} {c['label']}: validation MAP@{k} difference "
+             f"{c[f'diff_map_at_{k}']:+.5f} [{c['ci_low']:+.5f}, {c['ci_high']:+.5f}], "
+             f"{'beyond' if c['beyond_noise'] else 'within'} noise" for role, c in best["paired"].items()]
+    warning = few_users(int(best["metrics"]["val_n_users"]), int(best["metrics"]["val_n_cold_users"]), "validation",
+                        run.cfg.min_eval_users)
+    if warning:
+        log.warning("%s", warning)
+        notes.append(f"Warning: {warning}.")
+        tracking.set_tags(run.parent, {"pipeline.warning.validation_users": warning})
     lay.select.mkdir(parents=True, exist_ok=True)
     atomic_write_text(lay.leaderboard, json.dumps(board, indent=1, default=str))
-    atomic_write_text(lay.leaderboard_table, report.leaderboard_markdown(board, k) + "\n")
+    atomic_write_text(lay.leaderboard_table, report.leaderboard_markdown(board, k, notes) + "\n")
     plots = report.sweep_plots(board, k, lay.select)
     tracking.log_files(run.parent, [lay.leaderboard_table, lay.leaderboard, *plots], "leaderboard")
     if best.get("mlflow_run_id"):
         tracking.set_tags(best["mlflow_run_id"], {"pipeline.winner": "true"})
     tracking.set_tags(run.parent, {"pipeline.best_config": best["key"]})
     tracking.log_metrics(run.parent, {f"best_{m}": v for m, v in best["metrics"].items()})
+    for role, c in best["paired"].items():
+        tracking.log_metrics(run.parent, {f"val_map_at_{k}_diff_{role}": c[f"diff_map_at_{k}"],
+                                          f"val_map_at_{k}_diff_{role}_ci_low": c["ci_low"],
+                                          f"val_map_at_{k}_diff_{role}_ci_high": c["ci_high"]})
     failed = sum(r["status"] != "ok" for r in board)
     _progress(f"best of {len(board)} ({failed} failed): {best['label']} val MAP@{k} "
               f"{best['metrics'][f'val_map_at_{k}']:.4f}")
@@ -373,30 +387,63 @@ def _check_upstream(lay: RunLayout) -> None:
 
 
 def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
-    """The selected model and the best popularity baseline on the held-out test window."""
+    """The selected model and the best popularity baseline on the held-out test window, paired.
+
+    The selected model is served only if it beats the best popularity model beyond noise (the
+    95% interval of their paired difference in test MAP@K lies above zero); otherwise the
+    popularity model is, and the run says so.
+    """
     from pipeline import models
-    from pipeline.evaluate import evaluate
-    from pipeline.results import best_popularity
+    from pipeline.evaluate import score
+    from pipeline.intervals import paired_difference
+    from pipeline.results import best_popularity, few_users
 
     run = Run.open(ref)
     cfg = run.cfg.eval()
-    metrics = {f"test_{k}": v for k, v in evaluate(models.load(Path(best["model_dir"])), run.split_data, "test",
-                                                   cfg).items()}
-    pop = best_popularity(run.layout.popularity, cfg.k)
-    baseline = {}
-    if pop:
-        baseline = {f"test_{k}": v for k, v in evaluate(models.load(Path(pop["model_dir"])), run.split_data, "test",
-                                                        cfg).items()}
-    result = {"best": best["key"], "metrics": metrics, "baseline": pop["key"] if pop else None,
-              "baseline_metrics": baseline}
+    k = cfg.k
+    mine = score(models.load(Path(best["model_dir"])), run.split_data, "test", cfg)
+    pop = best_popularity(run.layout.popularity, k)
+    served, why, versus, baseline = dict(best), "the validation winner", None, None
+    if pop and pop["key"] != best["key"]:
+        baseline = score(models.load(Path(pop["model_dir"])), run.split_data, "test", cfg)
+        d = paired_difference(mine.per_user["map"], baseline.per_user["map"], seed=cfg.seed, resamples=cfg.resamples)
+        versus = {"key": pop["key"], f"diff_map_at_{k}": d.mean, "ci_low": d.low, "ci_high": d.high,
+                  "beyond_noise": d.above_zero}
+    served_scores = mine
+    if versus and not versus["beyond_noise"]:
+        served, served_scores = {k_: pop[k_] for k_ in ("key", "label", "params", "metrics", "model_dir",
+                                                        "mlflow_run_id")}, baseline
+        why = (f"{best['label']} does not beat {pop['label']} beyond noise on the test window (test MAP@{k} "
+               f"difference {versus[f'diff_map_at_{k}']:+.5f} [{versus['ci_low']:+.5f}, {versus['ci_high']:+.5f}]): "
+               "the popularity model is served")
+        log.warning("%s", why)
+    metrics = {f"test_{m}": v for m, v in served_scores.metrics.items()}
+    result = {"best": served["key"], "validation_winner": best["key"], "served_because": why, "metrics": metrics,
+              "validation_winner_metrics": {f"test_{m}": v for m, v in mine.metrics.items()},
+              "baseline": pop["key"] if pop else None,
+              "baseline_metrics": {f"test_{m}": v for m, v in baseline.metrics.items()} if baseline else {},
+              "versus_popularity": versus}
+    warning = few_users(int(served_scores.metrics["n_users"]), int(served_scores.metrics["n_cold_users"]), "test",
+                        run.cfg.min_eval_users)
+    if warning:
+        log.warning("%s", warning)
+        result["warning"] = warning
+        tracking.set_tags(run.parent, {"pipeline.warning.test_users": warning})
+    served_scores.save(run.layout.test_per_user)
     atomic_write_text(run.layout.test_metrics, json.dumps(result, indent=1))
     tracking.log_metrics(run.parent, metrics)
-    tracking.log_metrics(run.parent, baseline, prefix="baseline_")
-    if best.get("mlflow_run_id"):
-        tracking.log_metrics(best["mlflow_run_id"], metrics)
-    m = f"test_map_at_{cfg.k}"
-    _progress(f"test MAP@{cfg.k} {metrics[m]:.4f}" + (f" (popularity {baseline[m]:.4f})" if baseline else ""))
-    return {**result, "selected": dict(best)}
+    tracking.log_metrics(run.parent, result["baseline_metrics"], prefix="baseline_")
+    if versus:
+        tracking.log_metrics(run.parent, {f"test_map_at_{k}_diff_popularity": versus[f"diff_map_at_{k}"],
+                                          f"test_map_at_{k}_diff_popularity_ci_low": versus["ci_low"],
+                                          f"test_map_at_{k}_diff_popularity_ci_high": versus["ci_high"]})
+    tracking.set_tags(run.parent, {"pipeline.served_config": served["key"], "pipeline.served_because": why[:5000]})
+    if served.get("mlflow_run_id"):
+        tracking.log_metrics(served["mlflow_run_id"], metrics)
+    m = f"test_map_at_{k}"
+    base = result["baseline_metrics"]
+    _progress(f"{served['label']}: test MAP@{k} {metrics[m]:.4f}" + (f" (popularity {base[m]:.4f})" if base else ""))
+    return {**result, "selected": served}
 
 
 def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
@@ -429,16 +476,19 @@ def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
-    """Register the bundle as a new ``music-recs`` version; ``champion`` only if it is at least as good."""
+    """Register the bundle as a new ``music-recs`` version; ``champion`` only if it beats the incumbent beyond noise."""
+    from pipeline.evaluate import Scores
     from pipeline.promotion import promote as register_and_decide
 
     run = Run.open(ref)
     tested = indexed["tested"]
     cfg = run.cfg.eval()
+    users, per_user = Scores.load_per_user(run.layout.test_per_user)
     decision = register_and_decide(
         bundle_dir=Path(indexed["bundle_dir"]), split=run.split_data, cfg=cfg,
-        candidate=float(tested["metrics"][f"test_map_at_{cfg.k}"]), config_key=tested["best"],
-        parent_run_id=run.parent, run_key=ref.run_key, dag_run_id=ref.dag_run_id, out=run.layout.promotion)
+        candidate=float(tested["metrics"][f"test_map_at_{cfg.k}"]), candidate_per_user=(users, per_user["map"]),
+        config_key=tested["best"], parent_run_id=run.parent, run_key=ref.run_key, dag_run_id=ref.dag_run_id,
+        out=run.layout.promotion)
     _progress(f"music-recs v{decision['version']} -> @{decision['alias']}")
     return decision
 

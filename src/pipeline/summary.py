@@ -34,9 +34,20 @@ def print_run_report(run_dir: Path | None = None) -> None:
         t = json.loads(test.read_text())
         print(f"Test window, best model {t['best']}:")
         for name, value in t["metrics"].items():
+            if name.endswith(("_ci_low", "_ci_high")):
+                continue
             base = t["baseline_metrics"].get(name)
             extra = f"   (popularity {t['baseline']}: {base:.5f})" if isinstance(base, float) else ""
-            print(f"  {name:<24} {value:.5f}{extra}" if isinstance(value, float) else f"  {name:<24} {value}")
+            ci = (t["metrics"].get(f"{name}_ci_low"), t["metrics"].get(f"{name}_ci_high"))
+            shown = f"{value:.5f}" + (f" [{ci[0]:.5f}, {ci[1]:.5f}]" if None not in ci else "")
+            print(f"  {name:<24} {shown}{extra}" if isinstance(value, float) else f"  {name:<24} {value}")
+        if t.get("versus_popularity"):
+            v = t["versus_popularity"]
+            diff = next(x for key, x in v.items() if key.startswith("diff_"))
+            print(f"  vs popularity: MAP difference {diff:+.5f} [{v['ci_low']:+.5f}, {v['ci_high']:+.5f}], "
+                  f"{'beyond' if v['beyond_noise'] else 'within'} noise; served: {t['served_because']}")
+        if t.get("warning"):
+            print(f"  Warning: {t['warning']}")
     promo = lay.promotion
     if promo.exists():
         p = json.loads(promo.read_text())

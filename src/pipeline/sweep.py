@@ -21,7 +21,7 @@ import numpy as np
 from pipeline import tracking
 from pipeline.config import AlsConfig, EvalConfig, PopularityConfig
 from pipeline.data import SplitData
-from pipeline.evaluate import evaluate
+from pipeline.evaluate import score
 from pipeline.models import Recommender
 from pipeline.paths import atomic_write_text
 
@@ -47,9 +47,10 @@ def run_config(
         t0 = time.perf_counter()
         model = fit()
         t1 = time.perf_counter()
-        metrics = evaluate(model, data, "val", eval_cfg, spark=spark)
+        scores = score(model, data, "val", eval_cfg, spark=spark)
         t2 = time.perf_counter()
         model.save(out / "model")
+        scores.save(out / "val_per_user.npz")
     except Exception as exc:
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         atomic_write_text(out / "result.json", json.dumps(result, indent=1))
@@ -58,8 +59,9 @@ def run_config(
             tracking.finish(run_id, "FAILED")
         raise
     result.update(
-        status="ok", metrics={f"val_{k}": v for k, v in metrics.items()},
+        status="ok", metrics={f"val_{k}": v for k, v in scores.metrics.items()},
         fit_seconds=round(t1 - t0, 3), eval_seconds=round(t2 - t1, 3), model_dir=str(out / "model"),
+        per_user=str(out / "val_per_user.npz"),
         idmap_version=data.stats.get("idmap_version"),
     )
     if run_id:
