@@ -50,26 +50,47 @@ def home(spark, tmp_path_factory):
             os.environ[k] = v
 
 
-def test_a_worse_candidate_becomes_challenger_and_the_champion_stays(home):
-    good = {"engine": "implicit", "ranks": [16], "reg_params": [0.1], "alphas": [1.0], "max_iters": [8],
-            "betas": [100]}
-    first = run_pipeline("run-good", good)
+GOOD = {"engine": "implicit", "ranks": [16], "reg_params": [0.1], "alphas": [1.0], "max_iters": [8], "betas": [100]}
+
+
+def test_an_als_that_loses_to_popularity_is_not_served_and_the_champion_stays(home):
+    first = run_pipeline("run-good", GOOD)
     assert first["promotion"]["alias"] == "champion"
-    # the second run offers only a crippled ALS (rank 1, one iteration): worse than the incumbent on the same test set
-    worse = {**good, "ranks": [1], "max_iters": [1], "alphas": [0.01]}
+    tested = first["indexed"]["tested"]
+    assert tested["best"].startswith("als-") and tested["versus_popularity"]["beyond_noise"], tested
+    assert {"test_map_at_100_ci_low", "test_map_at_100_ci_high"} <= set(tested["metrics"])
+    # the second run offers only a crippled ALS (rank 2, one iteration, regularized to nearly nothing): it
+    # loses to popularity on the test window, so the popularity model is what gets served ...
+    worse = {**GOOD, "ranks": [2], "max_iters": [1], "reg_params": [10000.0]}
     second = run_pipeline("run-worse", worse)
+    tested = second["indexed"]["tested"]
+    assert tested["validation_winner"].startswith("als-") and tested["best"].startswith("pop-"), tested
+    assert "the popularity model is served" in tested["served_because"]
+    assert not tested["versus_popularity"]["beyond_noise"]
+    # ... and it is no better than the incumbent: challenger, the champion stays
     p = second["promotion"]
     assert p["alias"] == "challenger", p
     assert p["incumbent_version"] == first["promotion"]["version"]
     assert p["incumbent_test_map_at_100"] > p["candidate_test_map_at_100"]
+    assert p["difference_test_map_at_100"]["ci_high"] < 0
     c = tracking.client()
     assert str(c.get_model_version_by_alias(MODEL_NAME, "champion").version) == first["promotion"]["version"]
     assert str(c.get_model_version_by_alias(MODEL_NAME, "challenger").version) == p["version"]
     tag = c.get_run(second["record"]["parent_run_id"]).data.tags["pipeline.promotion"]
-    assert "challenger" in tag and "<" in tag
+    assert "challenger" in tag and "not better than incumbent" in tag
     # a retried promote task registers nothing new
     again = stages.promote(second["ref"], second["indexed"])
     assert again["version"] == p["version"] and again["alias"] == "challenger"
+
+
+def test_a_candidate_better_only_within_noise_does_not_become_champion(home):
+    """The same configuration trained again: its test MAP differs from the champion's by noise at most."""
+    third = run_pipeline("run-good-again", GOOD)
+    p = third["promotion"]
+    assert p["alias"] == "challenger", p
+    d = p["difference_test_map_at_100"]
+    assert d["ci_low"] <= 0 <= d["ci_high"], d
+    assert "beyond noise" in p["reason"]
 
 
 def test_a_failed_configuration_is_marked_failed_and_the_sweep_goes_on(home):
