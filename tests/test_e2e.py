@@ -76,6 +76,9 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     for r in kids:
         assert r.info.status == "FINISHED"
         assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
+        for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval
+            low, value, high = (r.data.metrics[f"val_{m}_at_100{s}"] for s in ("_ci_low", "", "_ci_high"))
+            assert low <= value <= high, (m, low, value, high)
         assert r.data.params["model"] in {"als", "popularity"}
     winners = [r for r in kids if r.data.tags.get("pipeline.winner") == "true"]
     assert len(winners) == 1
@@ -184,7 +187,8 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         rows = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                           "where task_id = 'als_sweep' order by map_index").fetchall()
-    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=6 linear", "spark rank=16 reg=0.1 alpha=2 iters=6 linear"]
+    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=6 linear",
+                                    "spark rank=16 reg=0.1 alpha=2 iters=6 linear"]
     c = tracking.client()
     exp = c.get_experiment_by_name("music-recs").experiment_id
     for map_index, _, run_id in rows:
