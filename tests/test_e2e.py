@@ -151,17 +151,25 @@ def test_mlflow_models_serve_answers_like_the_in_process_model(demo_run):
             except OSError:
                 assert server.poll() is None, server.stdout.read()[-3000:]
                 time.sleep(0.5)
-        body = json.dumps({"dataframe_records": [{"user_id": user}], "params": {"k": 10}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                     headers={"Content-Type": "application/json"})
-        answer = json.load(urllib.request.urlopen(req, timeout=60))["predictions"]
+        answers = {}
+        tracks = pd.read_parquet(next(home.glob("runs/*/bundle/tracks.parquet")))["track_key"].tolist()[:5]
+        requests = {"precomputed": {"user_id": user}, "popularity": {"user_id": "nobody-at-all"},
+                    "folded_in": {"user_id": "someone-new", "listens": tracks}}
+        for source, record in requests.items():
+            body = json.dumps({"dataframe_records": [record], "params": {"k": 10}}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+            answers[source] = json.load(urllib.request.urlopen(req, timeout=60))["predictions"]
     finally:
         server.terminate()
         server.wait(timeout=30)
-    local = mlflow.pyfunc.load_model("models:/music-recs@champion").predict(
-        pd.DataFrame({"user_id": [user]}), params={"k": 10})
-    assert [r["track"] for r in answer] == local["track"].tolist()
-    assert len(answer) == 10 and not any(r["fallback"] for r in answer)
+    model = mlflow.pyfunc.load_model("models:/music-recs@champion")
+    for source, record in requests.items():
+        local = model.predict(pd.DataFrame([record]), params={"k": 10})
+        answer = answers[source]
+        assert [r["track"] for r in answer] == local["track"].tolist(), source
+        assert len(answer) == 10 and {r["source"] for r in answer} == {source}, (source, answer[:2])
+        assert all(r["fallback"] == (source == "popularity") for r in answer)
 
 
 def test_recommend_cli_answers_from_the_champion(demo_run):

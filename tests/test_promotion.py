@@ -10,44 +10,18 @@ from pipeline.config import EvalConfig
 from pipeline.data import SplitData
 from pipeline.paths import RunLayout
 from pipeline.results import leaderboard, select_best
-from pipeline.runconfig import RunConfig
 from pipeline.serving import MODEL_NAME
 from pipeline.sweep import run_config
+
+from pipeline_runs import isolated_home, run_pipeline
 
 pytestmark = pytest.mark.spark
 
 
-def run_pipeline(run_id: str, params: dict) -> dict:
-    """Every stage in order, as the DAG's tasks call them (ALS in this process instead of spark-submit)."""
-    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id)
-    stages.start(ref, params)
-    splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
-    stages.popularity(ref, splits)
-    for cfg in RunConfig.from_params(params).als_configs():
-        stages.als_local(ref, cfg.params())
-    best = stages.select(ref)
-    indexed = stages.build_index(ref, stages.test_eval(ref, best))
-    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed,
-            "promotion": stages.promote(ref, indexed)}
-
-
 @pytest.fixture(scope="module")
 def home(spark, tmp_path_factory):
-    import os
-
-    from pipeline import synth
-
-    home = tmp_path_factory.mktemp("home")
-    old = {k: os.environ.get(k) for k in ("PIPELINE_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["PIPELINE_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    synth.generate(home / "data" / "demo", n_listens=15_000, seed=11)
-    yield home
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with isolated_home(tmp_path_factory.mktemp("home"), n_listens=15_000, seed=11) as home:
+        yield home
 
 
 GOOD = {"engine": "implicit", "ranks": [16], "reg_params": [0.1], "alphas": [1.0], "max_iters": [8], "betas": [100]}

@@ -120,7 +120,7 @@ def _recommend(args: argparse.Namespace) -> int:
     from pipeline.serving import MODEL_NAME, recommend
 
     uri = args.model or f"models:/{MODEL_NAME}@champion"
-    table = recommend(args.user, args.k, model_uri=uri)
+    table = recommend(args.user, args.k, listens=args.listened, model_uri=uri)
     print(table.to_string(index=False))
     return 0
 
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("recommend", help="top-K tracks for users from the registered champion")
     s.add_argument("--user", required=True, action="append", help="a user id (repeat for several)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--listened", action="append", metavar="TRACK",
+                   help="a track key the user listened to, as in the answer's track column (repeat for several): "
+                        "the user is folded in from these listens")
     s.add_argument("--model", help="model URI (default models:/music-recs@champion)")
     s.set_defaults(func=_recommend)
 

@@ -2,8 +2,10 @@
 
 :func:`build_bundle` reads the model, the split, the run's track names and the ID map, and
 writes one folder (atomically): the chosen index (``index/``, with its sha256), the known
-users' ids and factors, the track table, the popularity fallback and a copy of the model.
-It returns what ``bundle.json`` holds. No MLflow here: the stage logs the result.
+users' ids, factors and exact top-N lists, the track table (and a hash of each track key, to
+read the tracks a folded-in user sends), the popularity fallback, YᵀY for fold-in, the users'
+train history when the run excludes seen tracks, and a copy of the model. It returns what
+``bundle.json`` holds. No MLflow here: the stage logs the result.
 """
 
 from __future__ import annotations
@@ -23,24 +25,34 @@ from pipeline.paths import atomic_dir
 __all__ = ["FALLBACK_DEPTH", "build_bundle"]
 
 FALLBACK_DEPTH = 1000  # tracks kept of the popularity list answered to unknown users
+PRECOMPUTED_MIN = 100  # known users' exact lists are max(K, this) deep: what a caller may ask for
 
 
 def build_bundle(
     *, model_dir: Path, data: SplitData, tracks: Path, idmap_root: Path, fallback_model_dir: Path, out: Path,
-    tuning_dir: Path, cfg: IndexConfig, k: int, info: Mapping[str, Any],
+    tuning_dir: Path, cfg: IndexConfig, k: int, exclude_seen: bool, info: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Tune the indexes on validation users of the model and pack the bundle folder ``out``.
 
     ``info`` (the model's key, params, the DAG run) goes into ``bundle.json`` with the index
-    choice and the whole tuning table. Every tuning index but the chosen one is deleted.
+    choice, the whole tuning table and the run's protocol (``exclude_seen``: no answer may hold
+    a track of the user's history). Every tuning index but the chosen one is deleted. Known
+    users' exact lists are max(``k``, 100) deep: at least the depth the model was selected at.
     """
     from pipeline import ann, models
 
     model = models.load(Path(model_dir))
-    meta: dict[str, Any] = {**info, "k": k, "idmap_version": data.stats["idmap_version"], "index": None}
+    meta: dict[str, Any] = {**info, "k": k, "idmap_version": data.stats["idmap_version"], "index": None,
+                            "protocol": "exclude_seen" if exclude_seen else "keep_seen", "precomputed_depth": 0}
     with atomic_dir(out) as tmp:
         tmp.mkdir(parents=True)
         _pack(model, Path(model_dir), data, Path(tracks), Path(idmap_root), Path(fallback_model_dir), tmp)
+        if exclude_seen:
+            train = data.train
+            np.savez(tmp / "history.npz", indptr=train.indptr, indices=train.indices)
+        if isinstance(model, models.FactorModel):
+            meta["precomputed_depth"] = _precompute(model, data, max(k, PRECOMPUTED_MIN), exclude_seen,
+                                                    tmp / "precomputed.parquet")
         if isinstance(model, models.FactorModel):
             val = data.truth("val")
             users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(data.train.indptr) > 0))
@@ -74,9 +86,35 @@ def _pack(model: Any, model_dir: Path, data: SplitData, tracks: Path, idmap_root
     users = users[users["id"].isin(known)]
     pq.write_table(pa.table({"user_id": users["key"].astype(str).tolist(),
                              "user_idx": users["id"].astype("int32").tolist()}), out / "users.parquet")
-    pq.write_table(pq.read_table(tracks).sort_by("track_idx"), out / "tracks.parquet")
+    table = pq.read_table(tracks).sort_by("track_idx")
+    pq.write_table(table, out / "tracks.parquet")
+    hashes = pd_hash(table.column("track_key").to_numpy(zero_copy_only=False))
+    order = np.argsort(hashes, kind="stable")
+    np.savez(out / "track_keys.npz", hash=hashes[order], row=order.astype(np.int64))
     fallback = models.load(fallback_model_dir)
     np.save(out / "fallback.npy", fallback.recommend(np.zeros(1, dtype=np.int64), FALLBACK_DEPTH)[0])
     shutil.copytree(model_dir, out / "model")
     if isinstance(model, models.FactorModel):
-        np.save(out / "user_factors.npy", np.asarray(model.user_factors, dtype=np.float32))
+        from pipeline.foldin import gram
+
+        np.save(out / "gram.npy", gram(model.item_factors))
+
+
+def pd_hash(keys: np.ndarray) -> np.ndarray:
+    """A stable 64-bit hash of each track key (pandas' SipHash with its fixed key): the lookup of sent keys."""
+    import pandas as pd
+
+    return pd.util.hash_array(np.asarray(keys, dtype=object), categorize=False)
+
+
+def _precompute(model: Any, data: SplitData, depth: int, exclude_seen: bool, path: Path) -> int:
+    """Every known user's exact top-``depth`` (the test evaluation's scoring code), as a Parquet table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train = data.train
+    known = np.flatnonzero(np.diff(train.indptr) > 0)
+    lists = model.recommend(known, depth, exclude=train if exclude_seen else None)
+    items = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(lists, dtype=np.int32).ravel()), depth)
+    pq.write_table(pa.table({"user_idx": pa.array(known.astype(np.int32)), "items": items}), path)
+    return depth

@@ -112,16 +112,14 @@ def _index_kind(bundle_dir: Path) -> str:
 def _register(bundle_dir: Path, parent_run_id: str, *, tags: Mapping[str, str]) -> Any:
     """Log the bundle as a pyfunc model under the parent run and register it as a new version."""
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
 
-    bundle = Bundle(Path(bundle_dir))
-    example = pd.DataFrame({"user_id": list(bundle.user_index)[:2] or ["unknown"]})
-    signature = infer_signature(example, bundle.recommend(example["user_id"].tolist(), 10), params={"k": 10})
+    from pipeline.serving import signature
+
+    bundle = Bundle(Path(bundle_dir))  # loads as the server will: a broken bundle is never registered
     with mlflow.start_run(run_id=parent_run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=MusicRecsModel(), artifacts={"bundle": str(bundle_dir)},
-            signature=signature, pip_requirements=[],
+            signature=signature(), pip_requirements=[],
             metadata={"idmap_version": bundle.meta["idmap_version"], "config_key": tags["pipeline.config_key"]},
         )
     return mlflow.register_model(info.model_uri, MODEL_NAME, tags=dict(tags))

@@ -460,7 +460,7 @@ def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
                            f"see the results under {lay.popularity}")
     meta = build_bundle(model_dir=Path(best["model_dir"]), data=run.split_data, tracks=lay.ingest.tracks,
                         idmap_root=run.idmap_root, fallback_model_dir=Path(pop["model_dir"]), out=lay.bundle,
-                        tuning_dir=lay.index_tuning, cfg=run.cfg.index(), k=run.cfg.k,
+                        tuning_dir=lay.index_tuning, cfg=run.cfg.index(), k=run.cfg.k, exclude_seen=run.cfg.exclude_seen,
                         info={"model_key": best["key"], "params": best["params"], "dag_run_id": ref.dag_run_id})
     idx = meta["index"]
     if idx:

@@ -1,0 +1,44 @@
+"""Every stage of a DAG run, in order, in this process (ALS in-process instead of spark-submit): what the
+DAG's tasks call, for tests that check the stages without Airflow."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline import stages
+from pipeline.runconfig import RunConfig
+
+
+def run_pipeline(run_id: str, params: dict) -> dict:
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id)
+    stages.start(ref, params)
+    splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
+    stages.popularity(ref, splits)
+    for cfg in RunConfig.from_params(params).als_configs():
+        stages.als_local(ref, cfg.params())
+    best = stages.select(ref)
+    indexed = stages.build_index(ref, stages.test_eval(ref, best))
+    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed,
+            "promotion": stages.promote(ref, indexed)}
+
+
+@contextlib.contextmanager
+def isolated_home(home: Path, *, n_listens: int, seed: int) -> Iterator[Path]:
+    """``home`` as $PIPELINE_HOME (its own embedded MLflow store) with a synthetic log in data/demo."""
+    from pipeline import synth
+
+    old = {k: os.environ.get(k) for k in ("PIPELINE_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["PIPELINE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    synth.generate(home / "data" / "demo", n_listens=n_listens, seed=seed)
+    try:
+        yield home
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
