@@ -12,7 +12,9 @@ from pipeline import stages
 from pipeline.runconfig import RunConfig
 
 
-def run_pipeline(run_id: str, params: dict) -> dict:
+def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None) -> dict:
+    """The whole run. ``force_selected`` (a config key prefix) makes that configuration the validation
+    winner handed to test_eval, as if it had won: what a later stage does with a given winner."""
     ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id)
     stages.start(ref, params)
     splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
@@ -20,6 +22,11 @@ def run_pipeline(run_id: str, params: dict) -> dict:
     for cfg in RunConfig.from_params(params).als_configs():
         stages.als_local(ref, cfg.params())
     best = stages.select(ref)
+    if force_selected:
+        from pipeline.results import leaderboard
+
+        row = next(r for r in leaderboard(ref.layout.results, 100) if r["key"].startswith(force_selected))
+        best = {k: row[k] for k in best}
     indexed = stages.build_index(ref, stages.test_eval(ref, best))
     return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed,
             "promotion": stages.promote(ref, indexed)}
