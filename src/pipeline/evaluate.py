@@ -19,7 +19,23 @@ import scipy.sparse as sp
 
 from pipeline.metrics import ranking_metrics
 
-__all__ = ["evaluate_tables", "main"]
+__all__ = ["INPUT_SCHEMA", "evaluate_tables", "main"]
+
+INPUT_SCHEMA = """\
+input: two Parquet files (a file or a folder of parts), one row per user:
+  --recs   user   string or integer   the user's id
+           items  list<string|int>    the recommended items, best first (only the first K count)
+  --truth  user   string or integer   the same ids as in --recs
+           items  list<string|int>    the user's relevant items (held-out listens); order ignored
+Every user in --truth with >= 1 item is scored; one missing from --recs scores 0. Other columns
+are ignored. Output: JSON with precision/recall/map/ndcg/hit_rate/mrr/coverage @K.
+
+example:
+  python -c "import pandas as pd
+  pd.DataFrame({'user': ['u1', 'u2'], 'items': [['t3', 't1', 't9'], ['t2']]}).to_parquet('recs.parquet')
+  pd.DataFrame({'user': ['u1', 'u2'], 'items': [['t1'], ['t5', 't2']]}).to_parquet('truth.parquet')"
+  pipeline evaluate --recs recs.parquet --truth truth.parquet -k 3
+"""
 
 
 def _read(path: str | Path, role: str) -> Any:
@@ -65,7 +81,8 @@ def evaluate_tables(recs_path: str | Path, truth_path: str | Path, k: int = 100)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pipeline evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="pipeline evaluate", description=__doc__.splitlines()[0], epilog=INPUT_SCHEMA,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recs", required=True)
     p.add_argument("--truth", required=True)
     p.add_argument("-k", type=int, default=100)
