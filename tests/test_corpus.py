@@ -148,7 +148,7 @@ def _ml(release, first, last, layout, half_stars, ids):
 
 # (format, release, generator, extra config): date ranges as documented for each public release
 RELEASES = [
-    ("movielens", "ml-100k", _ml("ml-100k", (1997, 9, 20), (1998, 4, 22, 23, 59), "u.data", False, (1, 1682)), {}),
+    ("movielens", "ml-100k", _ml("ml-100k", (1997, 9, 19), (1998, 4, 22, 23, 59), "u.data", False, (1, 1682)), {}),
     ("movielens", "ml-1m", _ml("ml-1m", (2000, 4, 25), (2003, 2, 28, 17, 49), "ratings.dat", False, (1, 3952)), {}),
     ("movielens", "ml-10m", _ml("ml-10m", (1995, 1, 9, 11, 46, 44), (2009, 1, 5, 5, 2, 16), "ratings.dat", True,
                                 (1, 65133)), {}),
