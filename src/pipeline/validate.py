@@ -74,7 +74,8 @@ def failure_line(source: str, summary: dict[str, Any]) -> str:
         lost = f"; {r['users_lost']} user(s) have no other rows and would be lost entirely" \
                f" ({', '.join(map(str, r['users_lost_sample']))}{', ...' if r['users_lost'] > len(r['users_lost_sample']) else ''})" \
             if r.get("users_lost") else ""
-        parts.append(f"{r['rows']} row(s) '{r['example']}' ({fix}{lost})")
+        eg = f"e.g. '{r['example']}' ({r['reasons']} kinds)" if r.get("reasons", 1) > 1 else f"'{r['example']}'"
+        parts.append(f"{r['rows']} row(s) {eg} ({fix}{lost})")
     users_lost = summary.get("users_lost") or 0
     raise_to = -(-broken * 10_000 // rows_in) / 10_000 if rows_in else 0
     share = (f"raising max_quarantine_share to {raise_to:g} would keep the rest but lose {users_lost} of "
@@ -197,6 +198,7 @@ def quarantine_rules(spark: "SparkSession", quarantine: Path, validated: Path, *
     q = spark.read.parquet(str(quarantine))
     good_users = spark.read.parquet(str(validated)).select(F.trim("user_id").alias("user")).distinct()
     per_rule = (q.groupBy("rule").agg(F.count(F.lit(1)).alias("rows"), F.min("reason").alias("example"),
+                                      F.countDistinct("reason").alias("kinds"),
                                       F.min("timestamp").alias("ts_min"), F.max("timestamp").alias("ts_max"),
                                       F.min("play_count").alias("n_min"), F.max("play_count").alias("n_max"),
                                       *([F.min("rating").alias("r_min")] if "rating" in q.columns else []))
@@ -215,7 +217,7 @@ def quarantine_rules(spark: "SparkSession", quarantine: Path, validated: Path, *
         n_lost = lost_by_rule.get(name, 0)
         ids = [x["user"] for x in lost.where((F.col("n_rules") == 1) & (F.col("rule") == name))
                .orderBy("user").limit(sample).collect()] if n_lost else []
-        rules[name] = {"rows": r["rows"], "example": r["example"], "admit": admit, "users_lost": n_lost,
+        rules[name] = {"rows": r["rows"], "example": r["example"], "reasons": r["kinds"], "admit": admit, "users_lost": n_lost,
                        "users_lost_sample": ids}
     n_lost = lost.count()
     out = {"users_in": good_users.count() + n_lost, "users_lost": n_lost, "users_lost_sample": [x["user"] for x in lost.orderBy("user").limit(sample).collect()],
