@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,33 @@ def test_configs_reject_bad_values_with_the_allowed_ones():
         PopularityConfig(variant="plays", beta=10)
     with pytest.raises(ValueError, match="k="):
         EvalConfig(k=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"min_timestamp": "last tuesday"}, "min_timestamp='last tuesday' is not an ISO-8601 date"),
+    ({"min_timestamp": "2010-01-01", "max_timestamp": "2009-12-31"}, "is not before max_timestamp"),
+    ({"min_play_count": 0}, "min_play_count=0 must be >= 1"),
+    ({"max_play_count": 0}, "max_play_count=0 is below min_play_count=1"),
+    ({"rating_mapping": "stars"}, "rating_mapping='stars' is not supported"),
+    ({"rating_mapping": "weight", "input_format": "hetrec"}, "'hetrec' has no ratings"),
+    ({"rating_threshold": 0}, "rating_threshold=0 is out of range"),
+])
+def test_ingest_limits_reject_bad_values_naming_the_setting(kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        IngestConfig(**{"input_path": "x", "input_format": "movielens", **kwargs})
+
+
+def test_timestamp_limits_default_to_the_formats_floor_and_the_runs_date():
+    as_of = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    floors = {fmt: IngestConfig(input_path="x", input_format=fmt).timestamp_range(as_of)[0]
+              for fmt in IngestConfig.FORMAT_MIN_TIMESTAMP}
+    assert floors["movielens"] == dt.datetime(1995, 1, 1, tzinfo=dt.timezone.utc)  # ML-10M and later start 1995-01-09
+    assert floors["listenbrainz"] == dt.datetime(2002, 10, 1, tzinfo=dt.timezone.utc)
+    assert floors["hetrec"] is None and floors["audioscrobbler"] is None
+    lo, hi = IngestConfig(input_path="x", min_timestamp="1990-06-01", max_timestamp="2020-01-01T12:00:00+02:00",
+                          ).timestamp_range(as_of)
+    assert lo == dt.datetime(1990, 6, 1, tzinfo=dt.timezone.utc) and hi == dt.datetime(2020, 1, 1, 10, tzinfo=dt.timezone.utc)
+    assert IngestConfig(input_path="x", future_tolerance_hours=2).timestamp_range(as_of)[1] == as_of + dt.timedelta(hours=2)
 
 
 def test_from_params_coerces_ui_values_and_refuses_unknown_keys():

@@ -29,9 +29,12 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.paths import pipeline_home
     from pipeline.spark import get_session
 
+    limits = {name: getattr(args, name) for name in ("max_quarantine_share", "min_timestamp", "max_timestamp",
+                                                      "future_tolerance_hours", "min_play_count", "max_play_count",
+                                                      "rating_mapping", "rating_threshold")}
     cfg = IngestConfig(
         input_path=args.input, input_format=args.input_format, tracks_path=args.tracks, aliases_path=args.aliases,
-        columns=json.loads(args.columns) if args.columns else None, max_quarantine_share=args.max_quarantine_share,
+        columns=json.loads(args.columns) if args.columns else None, **limits,
     )
     idmap_root = Path(args.idmap) if args.idmap else pipeline_home() / "state" / "idmap"
     if increments.is_partitioned(args.input):
@@ -61,7 +64,7 @@ def _split(args: argparse.Namespace) -> int:
     from pipeline.config import SplitConfig
     from pipeline.spark import get_session
 
-    summary = json.loads(IngestLayout(Path(args.input)).summary.read_text())
+    summary = _ingest_summary(Path(args.input))
     cfg = SplitConfig(strategy=args.split_strategy, fraction=args.split_fraction, k=args.leave_out, seed=args.seed,
                       cutoff=args.cutoff, test_quantile=None if args.no_test else args.test_quantile,
                       test_start=args.test_start)
@@ -73,7 +76,11 @@ def _split(args: argparse.Namespace) -> int:
         from pipeline import increments
 
         listens = increments.training_listens(spark, Path(summary["curated"]), summary["partitions"],
-                                              up_to=dt.date.fromisoformat(summary["up_to"]), window_days=args.train_window_days)
+                                              up_to=dt.date.fromisoformat(summary["up_to"]),
+                                              window_days=args.train_window_days)
+    elif not Path(listens).exists():
+        raise FileNotFoundError(f"{listens} does not exist: {args.input} is not a complete `pipeline ingest` output; "
+                                "run pipeline ingest again")
     elif args.train_window_days:
         raise ValueError("--window-days applies to the output of `pipeline ingest` on a date-partitioned input")
     stats = split.split(listens, Path(args.out), cfg, has_timestamps=summary["has_timestamps"],
@@ -82,6 +89,16 @@ def _split(args: argparse.Namespace) -> int:
                         idmap_version=summary["idmap_version"])
     print(split.format_table(stats))
     return 0
+
+
+def _ingest_summary(folder: Path) -> dict:
+    f = IngestLayout(folder).summary
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} does not exist: --input must be the --out folder of `pipeline ingest`")
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{f} is not valid JSON ({exc}); run pipeline ingest again") from None
 
 
 def _partition(args: argparse.Namespace) -> int:
@@ -120,7 +137,13 @@ def _recommend(args: argparse.Namespace) -> int:
     from pipeline.serving import MODEL_NAME, recommend
 
     uri = args.model or f"models:/{MODEL_NAME}@champion"
-    table = recommend(args.user, args.k, listens=args.listened, model_uri=uri)
+    try:
+        table = recommend(args.user, args.k, listens=args.listened, model_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - an expected failure is re-raised naming the model and the fix
+        if not _expected(exc):
+            raise
+        raise LookupError(f"cannot answer from the model {uri}: {_message(exc)}. Train and promote one (make demo), "
+                          "or pass --model with a model URI or folder") from None
     print(table.to_string(index=False))
     return 0
 
@@ -155,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aliases")
     s.add_argument("--columns", help='generic format: JSON mapping, e.g. {"user_id": "user", "track_mbid": "mbid"}')
     s.add_argument("--idmap", help="ID map root (default $PIPELINE_HOME/state/idmap)")
-    add_flag(s, "--max-quarantine-share", "max_quarantine_share")
+    for name in ("max_quarantine_share", "min_timestamp", "max_timestamp", "future_tolerance_hours",
+                 "min_play_count", "max_play_count", "rating_mapping", "rating_threshold"):
+        add_flag(s, "--" + name.replace("_", "-"), name)
     s.add_argument("--as-of", help="date-partitioned input: ingest the pending partitions up to this date "
                                    "(YYYY-MM-DD, default today UTC)")
     s.add_argument("--curated", help="date-partitioned input: the curated table (default "
@@ -185,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_split)
 
-    s = sub.add_parser("evaluate", help="score any recommender's output: P/R/MAP/NDCG/HitRate/MRR/coverage @K")
+    from pipeline.evaluate import INPUT_SCHEMA
+
+    s = sub.add_parser("evaluate", help="score any recommender's output: P/R/MAP/NDCG/HitRate/MRR/coverage @K",
+                       epilog=INPUT_SCHEMA, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--recs", required=True)
     s.add_argument("--truth", required=True)
     s.add_argument("-k", type=int, default=100)
@@ -206,12 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected(exc: Exception) -> bool:
+    """Bad input, not a bug: a missing or unreadable file, a bad value or key, a failed validation,
+    a model or path MLflow or Spark cannot find. Anything else keeps its traceback."""
+    if isinstance(exc, (OSError, ValueError, LookupError)):
+        return True
+    libs = [getattr(sys.modules.get(m), c, None) for m, c in (("mlflow.exceptions", "MlflowException"),
+                                                              ("pyspark.errors", "AnalysisException"))]
+    return any(cls is not None and isinstance(exc, cls) for cls in libs)
+
+
+def _message(exc: Exception) -> str:
+    """One line: our own messages whole, a library's first line (the rest is its internals)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()] or [type(exc).__name__]
+    return " ".join(lines) if type(exc).__module__.startswith(("pipeline", "builtins")) else lines[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"pipeline {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - expected failures become one line; the rest re-raise
+        if not _expected(exc):
+            raise
+        print(f"pipeline {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
 
 

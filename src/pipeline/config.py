@@ -54,7 +54,24 @@ def _in_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = 
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig:
-    """Load raw listens, quarantine bad rows, resolve canonical tracks, drop duplicates, map ids."""
+    """Load raw listens, quarantine bad rows, resolve canonical tracks, drop duplicates, map ids.
+
+    The plausibility limits (a row outside them is quarantined with the limit's name):
+
+    - ``min_timestamp``: the earliest plausible listen, ISO-8601 (UTC when no zone is given).
+      ``None`` means the format's documented floor, :attr:`FORMAT_MIN_TIMESTAMP` (one that
+      every public release of the format passes); formats without timestamps have none.
+    - ``max_timestamp``: the latest plausible listen; ``None`` means the run's date plus
+      ``future_tolerance_hours`` (a clock a little ahead is not an error).
+    - ``min_play_count`` / ``max_play_count``: the play-count range (``None``: no upper limit).
+    - ``max_quarantine_share``: the share of rows that may break a rule before the batch fails.
+
+    Explicit ratings (MovieLens) become confidence by ``rating_mapping``: ``binary``, every
+    rating is one positive (play_count 1); ``threshold``, ratings >= ``rating_threshold`` are
+    positives and lower ones are kept out (quarantined with that reason, not counted against
+    ``max_quarantine_share``); ``weight``, the rating in half stars is the play count
+    (0.5 -> 1, 5.0 -> 10), so ALS confidence grows with the rating.
+    """
 
     input_path: str
     input_format: str = "listenbrainz"
@@ -62,8 +79,25 @@ class IngestConfig:
     aliases_path: str | None = None
     columns: Mapping[str, str] | None = None
     max_quarantine_share: float = 0.01
-    min_timestamp: str = "2000-01-01T00:00:00Z"
+    min_timestamp: str | None = None
+    max_timestamp: str | None = None
     future_tolerance_hours: float = 24.0
+    min_play_count: int = 1
+    max_play_count: int | None = None
+    rating_mapping: str = "binary"
+    rating_threshold: float = 4.0
+
+    # The earliest listen each format's public releases hold (see README "Input formats").
+    # MovieLens: ML-10M/20M/25M/32M start on 1995-01-09. ListenBrainz: its server refuses
+    # listens before 2002-10-01 (LISTEN_MINIMUM_TS). Last.fm 1K: Audioscrobbler scrobbles
+    # from 2002 (the oldest registration in its profile table is 2002). generic: a guard
+    # against epoch-zero and default dates. HetRec and Audioscrobbler have no timestamps.
+    FORMAT_MIN_TIMESTAMP = {
+        "movielens": "1995-01-01T00:00:00Z", "lastfm1k": "2002-01-01T00:00:00Z",
+        "listenbrainz": "2002-10-01T00:00:00Z", "generic": "2000-01-01T00:00:00Z",
+        "hetrec": None, "audioscrobbler": None,
+    }
+    RATING_MAPPINGS = ("binary", "threshold", "weight")
 
     def __post_init__(self) -> None:
         if not self.input_path:
@@ -72,6 +106,47 @@ class IngestConfig:
         _in_range("max_quarantine_share", self.max_quarantine_share, 0.0, 1.0)
         if self.future_tolerance_hours < 0:
             raise ValueError(f"future_tolerance_hours={self.future_tolerance_hours!r} must be >= 0")
+        lo, hi = (self._instant(n) for n in ("min_timestamp", "max_timestamp"))
+        if lo and hi and lo >= hi:
+            raise ValueError(f"min_timestamp={self.min_timestamp!r} is not before max_timestamp={self.max_timestamp!r}")
+        if self.min_play_count < 1:
+            raise ValueError(f"min_play_count={self.min_play_count!r} must be >= 1: a listen is played at least once")
+        if self.max_play_count is not None and self.max_play_count < self.min_play_count:
+            raise ValueError(f"max_play_count={self.max_play_count!r} is below min_play_count={self.min_play_count!r}; "
+                             "use a larger value, or None for no upper limit")
+        _one_of("rating_mapping", self.rating_mapping, self.RATING_MAPPINGS)
+        if self.rating_mapping != "binary" and self.input_format != "movielens":
+            raise ValueError(f"rating_mapping={self.rating_mapping!r} applies to rated input (movielens); "
+                             f"{self.input_format!r} has no ratings: leave it 'binary'")
+        _in_range("rating_threshold", self.rating_threshold, 0.0, 10.0, lo_open=True)
+
+    def _instant(self, name: str) -> "dt.datetime | None":
+        import datetime as dt
+
+        raw = getattr(self, name)
+        if raw is None:
+            return None
+        try:
+            t = dt.datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not an ISO-8601 date or time; write e.g. 1995-01-01 or "
+                             "1995-01-01T00:00:00Z") from None
+        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+    def timestamp_range(self, as_of: "dt.datetime") -> "tuple[dt.datetime | None, dt.datetime]":
+        """The plausible listen times ``[earliest, latest]`` (UTC) of a run dated ``as_of``.
+
+        ``earliest`` is ``min_timestamp`` or the format's floor (None: no floor); ``latest``
+        is ``max_timestamp`` or ``as_of + future_tolerance_hours``.
+        """
+        import datetime as dt
+
+        lo = self._instant("min_timestamp")
+        if lo is None and self.FORMAT_MIN_TIMESTAMP[self.input_format]:
+            lo = dt.datetime.fromisoformat(self.FORMAT_MIN_TIMESTAMP[self.input_format].replace("Z", "+00:00"))
+        as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.timezone.utc)
+        hi = self._instant("max_timestamp") or as_of + dt.timedelta(hours=self.future_tolerance_hours)
+        return lo, hi
 
 
 @dataclass(frozen=True, kw_only=True)

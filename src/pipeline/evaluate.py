@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pipeline.data import SplitData
     from pipeline.models import Recommender
 
-__all__ = ["Scores", "score", "evaluate", "evaluate_tables", "main"]
+__all__ = ["INPUT_SCHEMA", "Scores", "score", "evaluate", "evaluate_tables", "main"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,23 @@ def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *
     return score(model, data, which, cfg, spark=spark).metrics
 
 
+INPUT_SCHEMA = """\
+input: two Parquet files (a file or a folder of parts), one row per user:
+  --recs   user   string or integer   the user's id
+           items  list<string|int>    the recommended items, best first (only the first K count)
+  --truth  user   string or integer   the same ids as in --recs
+           items  list<string|int>    the user's relevant items (held-out listens); order ignored
+Every user in --truth with >= 1 item is scored; one missing from --recs scores 0. Other columns
+are ignored. Output: JSON with precision/recall/map/ndcg/hit_rate/mrr/coverage @K.
+
+example:
+  python -c "import pandas as pd
+  pd.DataFrame({'user': ['u1', 'u2'], 'items': [['t3', 't1', 't9'], ['t2']]}).to_parquet('recs.parquet')
+  pd.DataFrame({'user': ['u1', 'u2'], 'items': [['t1'], ['t5', 't2']]}).to_parquet('truth.parquet')"
+  pipeline evaluate --recs recs.parquet --truth truth.parquet -k 3
+"""
+
+
 def _read(path: str | Path, role: str) -> Any:
     import pyarrow.parquet as pq
 
@@ -136,7 +153,8 @@ def evaluate_tables(recs_path: str | Path, truth_path: str | Path, k: int = 100)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pipeline evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="pipeline evaluate", description=__doc__.splitlines()[0], epilog=INPUT_SCHEMA,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recs", required=True)
     p.add_argument("--truth", required=True)
     p.add_argument("-k", type=int, default=100)

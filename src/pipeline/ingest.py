@@ -97,14 +97,14 @@ def validate_stage(
         spark, cfg.input_format, cfg.input_path,
         tracks=cfg.tracks_path, aliases=cfg.aliases_path, columns=cfg.columns,
     )
-    b = validate.bounds(cfg.min_timestamp, as_of, cfg.future_tolerance_hours)
-    raw = loaded.df.cache()
+    lim = validate.limits(cfg, as_of)
+    raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping).cache()
     rows_in = raw.count()
     report = validate.run_expectations(
-        raw, has_timestamps=loaded.has_timestamps, b=b, max_quarantine_share=cfg.max_quarantine_share,
+        raw, has_timestamps=loaded.has_timestamps, lim=lim, max_quarantine_share=cfg.max_quarantine_share,
         docs_dir=IngestLayout(Path(out_dir)).data_docs,
     )
-    good, bad = validate.split_valid(raw, loaded.has_timestamps, b)
+    good, bad = validate.split_valid(raw, loaded.has_timestamps, lim)
     out = IngestLayout(Path(out_dir))
     for path, frame in ((out.validated, good), (out.quarantine, bad)):
         with atomic_dir(path) as tmp:
@@ -113,11 +113,20 @@ def validate_stage(
                  .groupBy("reason").count().orderBy("reason").collect()}
     quarantined = sum(by_reason.values())
     rows_out = spark.read.parquet(str(out.validated)).count()
+    users = {"users_lost": 0, "users_lost_sample": [], "rules": {}}
+    if quarantined:
+        users = validate.quarantine_rules(spark, out.quarantine, out.validated)
     summary = {
         "source": loaded.source, "format": loaded.fmt, "has_timestamps": loaded.has_timestamps,
         "rows_in": rows_in, "rows_out": rows_out, "quarantined": quarantined,
         "quarantined_share": quarantined / rows_in if rows_in else 0.0,
         "quarantined_by_reason": by_reason, "as_of": as_of.isoformat(),
+        "limits": {"min_timestamp": lim.min_timestamp and lim.min_timestamp.isoformat(),
+                   "max_timestamp": lim.max_timestamp.isoformat(), "min_play_count": lim.min_play_count,
+                   "max_play_count": lim.max_play_count, "rating_mapping": cfg.rating_mapping,
+                   "rating_threshold": lim.rating_threshold},
+        "max_quarantine_share": cfg.max_quarantine_share, "quarantine_path": str(out.quarantine),
+        **users,
         "loader_stats": getattr(loaded, "stats", {}) or {},
         "expectations_failed": report["failed"], "success": report["success"],
     }

@@ -2,8 +2,10 @@
 
 Columns, in order: ``source_row`` (0-based row in the source, stable), ``user_id``,
 ``track_mbid``, ``artist_name``, ``track_name``, ``source_track_id``, ``timestamp`` (UTC),
-``play_count`` (1 where the format has none), ``parse_error`` (null, or why the row did not
-parse: the column and the raw value). Nothing is dropped here: bad rows carry a
+``play_count`` (1 where the format has none), ``rating`` (explicit ratings, MovieLens; null
+elsewhere), ``parse_error`` (null, or why the row did not parse: the column and the raw value).
+Where a dataset ships names (MovieLens ``movies.csv``/``movies.dat``/``u.item``, HetRec's
+``artists.dat``, Audioscrobbler's ``artist_data``), they fill ``track_name``/``artist_name``. Nothing is dropped here: bad rows carry a
 ``parse_error`` and the validate stage quarantines them.
 """
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Loaded", "load", "COLUMNS"]
 
 COLUMNS = ("source_row", "user_id", "track_mbid", "artist_name", "track_name", "source_track_id",
-           "timestamp", "play_count", "parse_error")
+           "timestamp", "play_count", "rating", "parse_error")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def _with_row_numbers(df: "DataFrame") -> "DataFrame":
             .drop(*_POSITION, "_shift"))
 
 
-def _finish(df: "DataFrame", *, timestamp: "Column | None", play_count: "Column | None", errors: list["Column"]) -> "DataFrame":
+def _finish(df: "DataFrame", *, timestamp: "Column | None", play_count: "Column | None", errors: list["Column"],
+            rating: "Column | None" = None) -> "DataFrame":
     from pyspark.sql import functions as F
 
     def col_or_null(name: str) -> "Column":
@@ -91,6 +94,7 @@ def _finish(df: "DataFrame", *, timestamp: "Column | None", play_count: "Column 
         col_or_null("source_track_id").alias("source_track_id"),
         (timestamp if timestamp is not None else F.lit(None)).cast("timestamp").alias("timestamp"),
         (play_count if play_count is not None else F.lit(1)).cast("long").alias("play_count"),
+        (rating if rating is not None else F.lit(None)).cast("double").alias("rating"),
         parse_error.alias("parse_error"),
     )
 
@@ -250,12 +254,21 @@ def _audioscrobbler(spark: "SparkSession", path: Path, aliases: str | None) -> L
                   str(plays_file), stats)
 
 
-def _movielens(spark: "SparkSession", path: Path) -> Loaded:
-    """MovieLens ratings: every rating is one interaction (play_count 1; the rating value is not used)."""
+_ML_TITLES = {"ratings.csv": "movies.csv", "ratings.dat": "movies.dat", "u.data": "u.item"}
+
+
+def _movielens(spark: "SparkSession", path: Path, titles: str | None) -> Loaded:
+    """MovieLens ratings: each rating is one row with its ``rating`` (``rating_mapping`` makes it confidence).
+
+    Titles come from the movies file the release ships beside its ratings (``movies.csv``,
+    ``movies.dat`` or ``u.item``; ``titles`` names another), as ``track_name``.
+    """
+    from pyspark.sql import functions as F
+
     names = ["user_id", "source_track_id", "rating", "ts"]
     f = path
     if path.is_dir():
-        f = next((path / n for n in ("ratings.csv", "ratings.dat", "u.data") if (path / n).exists()), None)
+        f = next((path / n for n in _ML_TITLES if (path / n).exists()), None)
         if f is None:
             raise FileNotFoundError(f"{path} holds no ratings.csv, ratings.dat or u.data")
     if f.suffix == ".csv":
@@ -265,8 +278,39 @@ def _movielens(spark: "SparkSession", path: Path) -> Loaded:
     else:
         df = _text(spark, f, sep="\t", names=names, what="u.data: user<TAB>item<TAB>rating<TAB>timestamp")
     df = _with_row_numbers(df)
+    movies = Path(titles) if titles else f.parent / _ML_TITLES.get(f.name, "movies.csv")
+    if titles or movies.exists():
+        df = df.join(F.broadcast(_movie_titles(spark, _require(movies, "a MovieLens movies file"))),
+                     "source_track_id", "left")
     ts, err = _timestamp(df["ts"], "timestamp")
-    return Loaded(_finish(df, timestamp=ts, play_count=None, errors=[err]), True, "movielens", str(f))
+    rating = F.trim(df["rating"]).try_cast("double")
+    bad_rating = F.when(df["rating"].isNotNull() & rating.isNull(),
+                        F.concat(F.lit("rating: not a number '"), df["rating"], F.lit("'")))
+    return Loaded(_finish(df, timestamp=ts, play_count=None, rating=rating,
+                          errors=[err, bad_rating, *_encoding_error(["user_id"])]), True, "movielens", str(f))
+
+
+def _movie_titles(spark: "SparkSession", f: Path) -> "DataFrame":
+    """(source_track_id, track_name) from movies.csv (RFC 4180 quotes, UTF-8), movies.dat (``::``) or
+    u.item (``|``); the older releases are Latin-1, read as such when UTF-8 does not decode."""
+    from pyspark.sql import functions as F
+
+    def read(encoding: str) -> "DataFrame":
+        r = spark.read.option("encoding", encoding)
+        if f.suffix == ".csv":
+            r = r.option("header", True).option("quote", '"').option("escape", '"')
+        else:
+            r = r.option("sep", "::" if f.suffix == ".dat" else "|").option("quote", "\u0000")
+        df = r.csv(str(f))
+        if len(df.columns) < 2:
+            raise ValueError(f"{f}: one column only; expected movieId, title, ... separated by "
+                             f"{',' if f.suffix == '.csv' else '::' if f.suffix == '.dat' else '|'}")
+        return df.select(F.trim(df.columns[0]).alias("source_track_id"), F.trim(df.columns[1]).alias("track_name"))
+
+    titles = read("UTF-8")
+    if titles.where(F.instr("track_name", _FFFD) > 0).limit(1).count():
+        titles = read("ISO-8859-1")
+    return titles.dropDuplicates(["source_track_id"])
 
 
 _GENERIC_FIELDS = ("user_id", "track_mbid", "artist_name", "track_name", "source_track_id", "timestamp", "play_count")
@@ -343,7 +387,7 @@ def load(spark: "SparkSession", fmt: str, path: str | Path, *, tracks: str | Non
     if fmt == "audioscrobbler":
         return _audioscrobbler(spark, p, aliases)
     if fmt == "movielens":
-        return _movielens(spark, p)
+        return _movielens(spark, p, tracks)
     if fmt == "generic":
         return _generic(spark, p, columns, sep)
     raise ValueError(f"input_format {fmt!r} is not supported; choose one of listenbrainz, generic, lastfm1k, "

@@ -44,6 +44,19 @@ class RunConfig:
     input_format: str = _setting("listenbrainz", "Which loader reads input_path.", enum=list(INPUT_FORMATS))
     max_quarantine_share: float = _setting(0.01, "The run fails when more rows than this share are quarantined.",
                                            minimum=0, maximum=1)
+    min_timestamp: str | None = _setting(None, "Earliest plausible listen, ISO-8601 (UTC when no zone is given); "
+                                               "empty: the input format's documented floor (README, Input formats).")
+    max_timestamp: str | None = _setting(None, "Latest plausible listen, ISO-8601; empty: the run's date plus "
+                                               "future_tolerance_hours.")
+    future_tolerance_hours: float = _setting(24.0, "How far past the run's date a listen's clock may be.", minimum=0)
+    min_play_count: int = _setting(1, "Smallest plausible play count of a row.", minimum=1)
+    max_play_count: int | None = _setting(None, "Largest plausible play count of a row; empty: no upper limit.",
+                                          minimum=1)
+    rating_mapping: str = _setting("binary", "Rated input (movielens): binary, every rating a positive; threshold, "
+                                             "ratings >= rating_threshold; weight, the rating in half stars as plays.",
+                                   enum=list(IngestConfig.RATING_MAPPINGS))
+    rating_threshold: float = _setting(4.0, "The positive cut-off of rating_mapping=threshold.", exclusiveMinimum=0,
+                                       maximum=10)
     train_window_days: int | None = _setting(0, "Date-partitioned input only: train on the listens of the last N days "
                                                 "ending with the logical date (0 or empty: the full curated history).",
                                              minimum=0)
@@ -95,6 +108,7 @@ class RunConfig:
             object.__setattr__(self, f.name, value)
             _check(f.name, value, f.metadata)
         # the per-stage configs check what spans several params
+        self.ingest("-")
         self.split()
         self.index()
         self.als_configs()
@@ -128,8 +142,7 @@ class RunConfig:
     # -- the per-stage configs
 
     def ingest(self, input_path: str) -> IngestConfig:
-        return IngestConfig(input_path=input_path, input_format=self.input_format,
-                            max_quarantine_share=self.max_quarantine_share)
+        return IngestConfig(input_path=input_path, **{name: getattr(self, name) for name in _INGEST})
 
     def split(self) -> SplitConfig:
         return SplitConfig(strategy=self.split_strategy, fraction=self.split_fraction,
@@ -175,6 +188,9 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, name: str, **overrides:
 
 
 # -- helpers
+
+_INGEST = ("input_format", "max_quarantine_share", "min_timestamp", "max_timestamp", "future_tolerance_hours",
+           "min_play_count", "max_play_count", "rating_mapping", "rating_threshold")
 
 
 @cache
