@@ -50,7 +50,7 @@ def bad(tmp_path_factory) -> Path:
 CASES = [
     ("synth --out {bad}/synth --listens 0", "n_listens=0 must be >= 1"),
     ("synth --out {bad}/empty.tsv/x --listens 100", "empty.tsv"),
-    ("ingest --format xml --input {bad}/empty.tsv --out {bad}/o", "input_format='xml' is not supported"),
+    ("ingest --format xml --input {bad}/empty.tsv --out {bad}/o", "argument --format: invalid choice: 'xml'"),
     ("ingest --format generic --columns {{bad --input {bad}/empty.tsv --out {bad}/o", "Expecting property name"),
     ("ingest --format lastfm1k --input {bad}/missing.tsv --out {bad}/o", "missing.tsv does not exist"),
     ("ingest --format lastfm1k --input {bad}/empty.tsv --out {bad}/o", "has no rows"),
@@ -65,7 +65,7 @@ CASES = [
     ("split --input {bad}/missing --out {bad}/s", "summary.json"),
     ("split --input {bad}/ingest_bad_summary --out {bad}/s", "summary.json"),
     ("split --input {bad}/ingest_no_listens --out {bad}/s", "listens"),
-    ("split --input {bad}/ingest_no_listens --strategy sideways --out {bad}/s", "strategy='sideways' is not supported"),
+    ("split --input {bad}/ingest_no_listens --strategy sideways --out {bad}/s", "argument --strategy: invalid choice: 'sideways'"),
     ("evaluate --recs {bad}/missing.parquet --truth {bad}/missing.parquet", "does not exist"),
     ("evaluate --recs {bad}/not_parquet.parquet --truth {bad}/not_parquet.parquet", "not_parquet.parquet"),
     ("evaluate --recs {bad}/missing.parquet --truth {bad}/missing.parquet -k 0", "k=0 must be >= 1"),
