@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline import tracking
+from pipeline import progress, tracking
 from pipeline.config import (
     AlsConfig, EvalConfig, IndexConfig, IngestConfig, SplitConfig, als_grid, from_params, popularity_grid,
 )
@@ -164,6 +164,7 @@ def validate(ctx: Mapping[str, Any], params: Mapping[str, Any] | None, *, as_of:
         summary = ingest.validate_stage(cfg, out, spark=_spark(), as_of=as_of)
     finally:
         _log_validation(ctx, out)
+    progress.note(f"{summary['rows_out']:,} rows kept, {summary['quarantined']:,} quarantined")
     return summary
 
 
@@ -185,6 +186,7 @@ def _validate_increments(ctx: Mapping[str, Any], cfg: IngestConfig, out: Path) -
     atomic_write_text(out / "validate_summary.json", json.dumps(v, indent=1))
     tracking.log_metrics(ctx["parent_run_id"], {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
                                                 "partitions_pending": len(v["pending"])})
+    progress.note(f"{v['rows_in'] - v['quarantined']:,} rows kept, {v['quarantined']:,} quarantined")
     return v
 
 
@@ -214,6 +216,7 @@ def dedup(ctx: Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any
     c = tracking.client()
     c.set_tag(ctx["parent_run_id"], "pipeline.idmap_version", summary["idmap_version"])
     c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
+    progress.note(f"{summary['rows_out']:,} rows out, {summary['duplicates']:,} duplicates dropped")
     return summary
 
 
@@ -235,6 +238,7 @@ def _dedup_increments(ctx: Mapping[str, Any], validated: Mapping[str, Any], out:
     c.set_tag(ctx["parent_run_id"], "pipeline.partitions", f"{summary['partitions'][0]} .. {summary['partitions'][-1]} "
               f"({len(summary['partitions'])}; ingested now: {', '.join(summary['ingested']) or 'none'})")
     c.log_artifact(ctx["parent_run_id"], str(out / "summary.json"), "ingest")
+    progress.note(f"{summary['rows_out']:,} rows out, {summary['duplicates']:,} duplicates dropped")
     return summary
 
 
@@ -270,6 +274,7 @@ def split(ctx: Mapping[str, Any], ingested: Mapping[str, Any], params: Mapping[s
     c.log_artifact(ctx["parent_run_id"], str(out / "stats.json"), "split")
     for name, row in stats["table"].items():
         tracking.log_metrics(ctx["parent_run_id"], row, prefix=f"{name}_")
+    progress.note(" / ".join(f"{name} {row['interactions']:,}" for name, row in stats["table"].items()) + " rows")
     return {"split_dir": str(out), "table": stats["table"]}
 
 
@@ -286,6 +291,7 @@ def popularity(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> list
     results = popularity_sweep(data, Path(ctx["run_dir"]) / "popularity", popularity_grid(p["betas"]),
                                _eval_cfg(p), parent_run_id=ctx["parent_run_id"], stats=stats,
                                tags={"airflow.task_id": "popularity_sweep"})
+    progress.note(f"{(n := sum(r['status'] == 'ok' for r in results))} configurations done, {len(results) - n} failed")
     return [{k: r[k] for k in ("key", "label", "status", "metrics")} for r in results]
 
 
@@ -307,6 +313,7 @@ def als_submit_kwargs(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) 
         if p["exclude_seen"]:
             args.append("--exclude-seen")
         out.append({"application_args": args, "name": cfg.label})
+    progress.note(f"{len(out)} ALS configurations to submit")
     return out
 
 
@@ -355,6 +362,7 @@ def select(ctx: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str
         c.set_tag(best["mlflow_run_id"], "pipeline.winner", "true")
     c.set_tag(ctx["parent_run_id"], "pipeline.best_config", best["key"])
     tracking.log_metrics(ctx["parent_run_id"], {f"best_{m}": v for m, v in best["metrics"].items()})
+    progress.note(f"best {best['label']}: val MAP@{k} {best['metrics'][f'val_map_at_{k}']:.4f}")
     return {k_: best[k_] for k_ in ("key", "label", "params", "metrics", "model_dir", "mlflow_run_id")}
 
 
@@ -379,6 +387,7 @@ def test_eval(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping[s
     tracking.log_metrics(ctx["parent_run_id"], baseline, prefix="baseline_")
     if best.get("mlflow_run_id"):
         tracking.log_metrics(best["mlflow_run_id"], metrics)
+    progress.note(f"test MAP@{cfg.k} {metrics[f'test_map_at_{cfg.k}']:.4f}")
     return result
 
 
@@ -388,7 +397,9 @@ def build_index(ctx: Mapping[str, Any], best: Mapping[str, Any], params: Mapping
 
     p = _params(params)
     cfg = from_params(IndexConfig, p)
-    return serving.build_index_stage(ctx, best, cfg, k=int(p["k"]))
+    result = serving.build_index_stage(ctx, best, cfg, k=int(p["k"]))
+    progress.note(f"{i['kind']} {i['params']} recall@{p['k']} {i['recall']:.3f}" if (i := result["index"]) else "no index")
+    return result
 
 
 def promote(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping[str, Any],
@@ -397,4 +408,6 @@ def promote(ctx: Mapping[str, Any], best: Mapping[str, Any], test: Mapping[str, 
     from pipeline import serving
 
     p = _params(params)
-    return serving.promote_stage(ctx, best, test, index, _eval_cfg(p))
+    decision = serving.promote_stage(ctx, best, test, index, _eval_cfg(p))
+    progress.note(f"music-recs v{decision['version']} -> @{decision['alias']}")
+    return decision
