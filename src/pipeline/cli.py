@@ -137,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     conf = {"input_path": args.input or str(pipeline_home() / "data" / "demo"), "input_format": args.format,
             **json.loads(args.conf)}
-    return demo.run(conf, home=pipeline_home(), dag_id=args.dag or demo.DAG_ID)
+    return demo.run(conf, home=pipeline_home(), dag_id=args.dag or demo.DAG_ID, spark_info=args.spark_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="listenbrainz", help="the input's loader")
     s.add_argument("-c", "--conf", default="{}", help="more DAG params as JSON, e.g. '{\"ranks\": [16]}'")
     s.add_argument("--dag", help="the DAG to run (default music_recs_nightly)")
+    s.add_argument("--spark-info", action="store_true", help="keep Spark's INFO log in the log file (default: WARN)")
     s.set_defaults(func=_demo)
     return p
 

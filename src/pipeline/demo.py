@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ __all__ = ["DAG_ID", "run", "progress_line"]
 
 DAG_ID = "music_recs_nightly"
 TAIL_LINES = 30
+_RUN_LOG = re.compile(r"demo-\d{8}T\d{6}Z\.log")
 _STATES = {"success": "ok", "failed": "FAILED", "up_for_retry": "retry", "upstream_failed": "skipped"}
 
 
@@ -39,11 +41,15 @@ def progress_line(result: TaskResult, tally: Counter | None = None) -> str:
     return f"  {state:<7}{name:<22}{result.seconds:7.1f} s  {figure}".rstrip()
 
 
-def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, out: TextIO = sys.stdout) -> int:
-    """Run ``airflow dags test <dag_id> -c <conf>`` with its output in a log file; 0 when the run succeeded."""
+def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, spark_info: bool = False,
+        out: TextIO = sys.stdout) -> int:
+    """Run ``airflow dags test <dag_id> -c <conf>`` with its output in a log file; 0 when the run succeeded.
+
+    ``spark_info`` keeps Spark's INFO log in the file (by default Spark logs at WARN).
+    """
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"demo-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    log_path = logs / f"demo-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.log"  # matches _RUN_LOG
     cmd = [_airflow(), "dags", "test", dag_id, "-c", json.dumps(conf)]
     print(f"Running {dag_id} (airflow dags test); Airflow and Spark output: {_show(log_path)}", file=out, flush=True)
     follower = DagTestFollower(tail_lines=TAIL_LINES)
@@ -53,7 +59,7 @@ def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, out: TextIO =
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                encoding="utf-8", errors="replace", bufsize=1, env=_env())
+                                encoding="utf-8", errors="replace", bufsize=1, env=_env(home, spark_info))
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -106,7 +112,7 @@ def _print_report(out: TextIO) -> None:
 
 def _setup_logs(logs: Path, current: Path) -> str:
     """The set-up logs beside the run's (install, demo data, airflow db migrate), if any."""
-    others = sorted(p for p in logs.glob("*.log") if not p.name.startswith("demo-") and p != current)
+    others = sorted(p for p in logs.glob("*.log") if not _RUN_LOG.fullmatch(p.name) and p != current)
     return f"  (set-up: {', '.join(_show(p) for p in others)})" if others else ""
 
 
@@ -118,9 +124,33 @@ def _airflow() -> str:
     return found
 
 
-def _env() -> dict[str, str]:
+# Spark's console log (log4j2) at WARN: its INFO lines are ~97% of a run's output (6,000 per ALS job)
+_LOG4J2_WARN = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+def _env(home: Path, spark_info: bool) -> dict[str, str]:
+    """This environment, unbuffered; unless ``spark_info``, Spark's JVMs log at WARN.
+
+    Every Spark JVM of the run (the in-process sessions and each spark-submit driver, local
+    mode's executors included) is started by ``spark-submit``, which passes ``SPARK_SUBMIT_OPTS``
+    to the JVM; a log4j2 configuration the user already set there is kept.
+    """
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they happen, not in 8 kB blocks
+    opts = env.get("SPARK_SUBMIT_OPTS", "")
+    if not spark_info and "log4j2.configurationFile" not in opts:
+        conf = home / "tmp" / "log4j2-warn.properties"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(_LOG4J2_WARN)
+        env["SPARK_SUBMIT_OPTS"] = f"{opts} -Dlog4j2.configurationFile=file:{conf}".strip()
     return env
 
 
