@@ -306,7 +306,12 @@ def _panel(ax: Any, table: list[dict[str, Any]], x: str, *, annotate: bool) -> N
             for r in front:
                 ax.annotate(_setting(r, varying), (r[x], r["recall"]), textcoords="offset points", xytext=(4, -9),
                             fontsize=6, color=colour)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 0.1 0.2 0.5 1 2 5 ...: labels within one decade too
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.05)
     ax.set_ylabel("recall@K against exact search")
     ax.grid(True, which="major", alpha=0.3)
