@@ -36,6 +36,19 @@ def demo_run(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("home")
     synth.generate(home / "data" / "demo", n_listens=30_000, seed=7)
+    env = _airflow_home(home)
+    out = _pipeline_demo(home, env, home / "data" / "demo")
+    (home / "demo_terminal.txt").write_text(out.stdout)
+    log = _named_log(home, out.stdout).read_text()
+    assert out.returncode == 0 and "failed" not in _final_states(log), out.stdout[-3000:] + out.stderr[-3000:]
+    os.environ["PIPELINE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield home, log
+    os.environ.pop("PIPELINE_HOME", None)
+
+
+def _airflow_home(home: Path) -> dict[str, str]:
+    """The environment of a run with everything under ``home``, its Airflow database migrated."""
     env = dict(os.environ)
     env.update(
         PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
@@ -45,14 +58,7 @@ def demo_run(tmp_path_factory):
     )
     env.pop("MLFLOW_TRACKING_URI", None)
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    out = _pipeline_demo(home, env, home / "data" / "demo")
-    (home / "demo_terminal.txt").write_text(out.stdout)
-    log = _named_log(home, out.stdout).read_text()
-    assert out.returncode == 0 and "failed" not in _final_states(log), out.stdout[-3000:] + out.stderr[-3000:]
-    os.environ["PIPELINE_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield home, log
-    os.environ.pop("PIPELINE_HOME", None)
+    return env
 
 
 def _pipeline_demo(home: Path, env: dict[str, str], input_path: Path) -> subprocess.CompletedProcess:
@@ -106,14 +112,7 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
 def test_a_failing_run_shows_the_failing_tasks_last_lines_and_exits_non_zero(tmp_path):
     home = tmp_path / "home"
     (home / "data").mkdir(parents=True)
-    env = {**os.environ, "PIPELINE_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-           "SPARK_DRIVER_MEMORY": "1g"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    out = _pipeline_demo(home, env, home / "data" / "missing")
+    out = _pipeline_demo(home, _airflow_home(home), home / "data" / "missing")
     assert out.returncode != 0, out.stdout
     lines = out.stdout.splitlines()
     assert len(lines) <= 100 and re.match(r"  FAILED +start ", lines[1]), out.stdout
