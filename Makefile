@@ -16,25 +16,34 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: install demo demo-data airflow-db test test-fast lint clean up down
 
+# What a run and its set-up print goes to log files here; the terminal gets a summary.
+LOGS := $(PIPELINE_HOME)/logs
+
 $(VENV)/.installed: requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
-	touch $@
+	@mkdir -p $(LOGS)
+	@echo "Installing the venv $(VENV) (log: $(LOGS)/install.log)"
+	@($(PYTHON) -m venv $(VENV) \
+	  && $(BIN)/pip install --disable-pip-version-check -r requirements.txt \
+	  && $(BIN)/pip install --disable-pip-version-check --no-deps -e .) > $(LOGS)/install.log 2>&1 \
+	  || (tail -n 30 $(LOGS)/install.log; echo "install failed; full log: $(LOGS)/install.log"; exit 1)
+	@touch $@
 
 install: $(VENV)/.installed
 
 demo-data: install
-	$(BIN)/pipeline synth --out $(PIPELINE_HOME)/data/demo --listens $(LISTENS) --seed $(SEED)
+	@mkdir -p $(LOGS)
+	@echo "Writing $(LISTENS) synthetic listens to $(PIPELINE_HOME)/data/demo (seed $(SEED))"
+	@$(BIN)/pipeline synth --out $(PIPELINE_HOME)/data/demo --listens $(LISTENS) --seed $(SEED) > $(LOGS)/synth.log 2>&1 \
+	  || (tail -n 30 $(LOGS)/synth.log; exit 1)
 
 airflow-db: install
-	mkdir -p $(AIRFLOW_HOME)
-	$(BIN)/airflow db migrate > $(PIPELINE_HOME)/airflow-db-migrate.log 2>&1 || (cat $(PIPELINE_HOME)/airflow-db-migrate.log; exit 1)
+	@mkdir -p $(AIRFLOW_HOME) $(LOGS)
+	@$(BIN)/airflow db migrate > $(LOGS)/airflow-db-migrate.log 2>&1 || (tail -n 30 $(LOGS)/airflow-db-migrate.log; exit 1)
 
 ## make demo: set up, generate the demo log, run the nightly DAG once, print the result
+## (one line per task; Airflow's and Spark's own output goes to $(LOGS)/demo-<time>.log)
 demo: demo-data airflow-db
-	$(BIN)/airflow dags test music_recs_nightly -c '{"input_path": "$(PIPELINE_HOME)/data/demo", "input_format": "listenbrainz"}'
-	$(BIN)/pipeline report
+	@$(BIN)/pipeline demo --input $(PIPELINE_HOME)/data/demo --format listenbrainz
 
 ## make test: set up and run the whole suite (unit, Spark, end to end)
 test: install

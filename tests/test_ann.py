@@ -42,6 +42,21 @@ def test_every_kind_is_measured_and_exact_has_recall_one(tuned):
         assert r["p99_ms"] >= r["p50_ms"] > 0 and r["bytes"] > 0
 
 
+def test_the_pareto_front_keeps_the_settings_nothing_cheaper_beats():
+    # (cost, recall): 4 is beaten by 0 (cheaper, better); 3 ties 2 exactly (the first is kept);
+    # 5 costs more than 2 for no more recall; 1 is the cheapest; 6 is the most accurate
+    points = [(2.0, 0.5), (1.0, 0.2), (3.0, 0.9), (3.0, 0.9), (2.5, 0.4), (4.0, 0.9), (5.0, 0.95)]
+    assert ann.pareto_front(points) == [1, 0, 2, 6]
+    assert ann.pareto_front([]) == []
+    assert ann.pareto_front([(1.0, 0.7)]) == [0]
+
+
+def test_the_tradeoff_plot_renders_from_a_tuning_table(tuned, tmp_path):
+    _, _, choice = tuned
+    path = ann.plot_tradeoffs(choice.table, tmp_path / "tradeoffs.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
 def test_the_cheapest_setting_meeting_the_target_wins_else_exact():
     table = [
         {"kind": "exact", "params": {}, "recall": 1.0, "p50_ms": 2.0, "p99_ms": 3.0},

@@ -1,13 +1,15 @@
-"""End to end: `airflow dags test music_recs_nightly` on a small synthetic log, then what a user checks.
+"""End to end: `pipeline demo` (`airflow dags test music_recs_nightly`) on a small synthetic log, then what a user checks.
 
-The MLflow runs (parent + one child per configuration, their metrics), the registered
-`music-recs` version behind the `champion` alias, and the promoted model answering a user.
+What the terminal shows (one line per task, the report, the log file), the MLflow runs (parent
++ one child per configuration, their metrics), the registered `music-recs` version behind the
+`champion` alias, and the promoted model answering a user.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,19 @@ def demo_run(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("home")
     synth.generate(home / "data" / "demo", n_listens=30_000, seed=7)
+    env = _airflow_home(home)
+    out = _pipeline_demo(home, env, home / "data" / "demo")
+    (home / "demo_terminal.txt").write_text(out.stdout)
+    log = _named_log(home, out.stdout).read_text()
+    assert out.returncode == 0 and "failed" not in _final_states(log), out.stdout[-3000:] + out.stderr[-3000:]
+    os.environ["PIPELINE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield home, log
+    os.environ.pop("PIPELINE_HOME", None)
+
+
+def _airflow_home(home: Path) -> dict[str, str]:
+    """The environment of a run with everything under ``home``, its Airflow database migrated."""
     env = dict(os.environ)
     env.update(
         PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
@@ -43,20 +58,67 @@ def demo_run(tmp_path_factory):
     )
     env.pop("MLFLOW_TRACKING_URI", None)
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    conf = {**CONF, "input_path": str(home / "data" / "demo")}
-    out = subprocess.run([str(BIN / "airflow"), "dags", "test", "music_recs_nightly", "-c", json.dumps(conf)],
-                         env=env, capture_output=True, text=True, timeout=1200)
-    log = out.stdout + out.stderr
-    (home / "dags_test.log").write_text(log)
-    assert out.returncode == 0 and "failed" not in _final_states(log), log[-6000:]
-    os.environ["PIPELINE_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield home, log
-    os.environ.pop("PIPELINE_HOME", None)
+    return env
+
+
+def _pipeline_demo(home: Path, env: dict[str, str], input_path: Path) -> subprocess.CompletedProcess:
+    """`pipeline demo` as `make demo` calls it, run from ``home`` (what a person sees on the terminal)."""
+    return subprocess.run([str(BIN / "pipeline"), "demo", "--input", str(input_path), "-c", json.dumps(CONF)],
+                          env=env, cwd=home, capture_output=True, text=True, timeout=1200)
+
+
+def _named_log(home: Path, terminal: str) -> Path:
+    """The run's log file, as the terminal's last line names it."""
+    m = re.search(r"Full log: (\S+)", terminal.splitlines()[-1])
+    assert m, terminal[-2000:]
+    return home / m[1]
 
 
 def _final_states(log: str) -> str:
     return "\n".join(line for line in log.splitlines() if "DagRun Finished" in line or "state=failed" in line)
+
+
+_PROGRESS = re.compile(r"^  (\S+)\s+([a-z_]+)(?: \[(\d+)\])?\s+(\d+\.\d) s(?:  (.*))?$")
+
+
+def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_run):
+    import sqlite3
+
+    home, log = demo_run
+    terminal = (home / "demo_terminal.txt").read_text()
+    lines = terminal.splitlines()
+    assert len(lines) <= 100, terminal
+    progress = [m for m in map(_PROGRESS.match, lines) if m]
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        instances = db.execute("select task_id, map_index from task_instance").fetchall()
+    assert sorted((m[2], int(m[3] or -1)) for m in progress) == sorted(instances)
+    assert all(m[1] == "ok" for m in progress), terminal
+    figures = {m[2]: m[5] for m in progress}
+    assert re.fullmatch(r"[\d,]+ rows kept, 0 quarantined", figures["validate"])
+    assert re.fullmatch(r"[\d,]+ rows out, [\d,]+ duplicates dropped", figures["dedup_and_map"])
+    assert re.fullmatch(r"train [\d,]+ / val [\d,]+ / test [\d,]+ rows", figures["split"])
+    assert figures["popularity_sweep"] == "4 configurations done, 0 failed"
+    assert re.fullmatch(r"rank=16 reg=0.1 alpha=\S+: val MAP@100 0\.\d{4}  \(\d done, 0 failed\)", figures["als_sweep"])
+    assert re.fullmatch(r"best .+: val MAP@100 0\.\d{4}", figures["select_best"])
+    assert re.fullmatch(r"\S+ .*recall@100 [01]\.\d{3}", figures["build_index"])
+    assert figures["promote"] == "music-recs v1 -> @champion"
+    report = subprocess.run([str(BIN / "pipeline"), "report"], env={**os.environ}, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0 and report.stdout.strip() in terminal  # `pipeline report`'s lines, unchanged
+    assert lines[-1].startswith("Full log: logs/demo-") and "DagRun Finished" in log and "state=success" in log
+    assert len(log.splitlines()) < 3000, "Spark logs at WARN in a demo run"
+
+
+def test_a_failing_run_shows_the_failing_tasks_last_lines_and_exits_non_zero(tmp_path):
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    out = _pipeline_demo(home, _airflow_home(home), home / "data" / "missing")
+    assert out.returncode != 0, out.stdout
+    lines = out.stdout.splitlines()
+    assert len(lines) <= 100 and re.match(r"  FAILED +start ", lines[1]), out.stdout
+    shown = lines[lines.index(next(x for x in lines if x.startswith("Task start failed"))) + 1:]
+    assert any(x.strip().startswith("FileNotFoundError: input_path") for x in shown), out.stdout
+    assert "Full log: logs/demo-" in lines[-1] and _named_log(home, out.stdout).exists()
 
 
 def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):

@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.config import INDEX_KINDS
 from pipeline.paths import atomic_dir, sha256_file
 
-__all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "save_index", "load_index", "plot_tradeoffs"]
+__all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "save_index", "load_index", "pareto_front", "plot_tradeoffs"]
 
 KINDS = INDEX_KINDS
 _FILES = {"annoy_dot": "index.ann", "annoy_angular_aug": "index.ann", "hnsw_ip": "index.hnsw", "exact": "item_factors.npy"}
@@ -257,28 +257,88 @@ def load_index(path: Path) -> Index:
     return Index(kind, meta["params"], impl)
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower cost (x) and higher recall (y), by cost ascending.
+
+    A point is on the front when every cheaper-or-equal point has a lower recall; of equal
+    points the first is kept. ``[(1, .5), (2, .4), (3, .9), (3, .9)]`` gives ``[0, 2]``.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
+    front: list[int] = []
+    for i in order:
+        if not front or points[i][1] > points[front[-1]][1]:
+            front.append(i)
+    return front
+
+
+_SHORT = {"n_trees": "T", "search_k": "sk", "M": "M", "ef": "ef", "ef_construction": "efc"}
+
+
+def _setting(row: dict[str, Any], varying: set[str]) -> str:
+    """``T50 sk250k``: the params that vary within the kind, short."""
+    def num(v: Any) -> str:
+        return f"{v // 1000}k" if isinstance(v, int) and v >= 10_000 and v % 1000 == 0 else str(v)
+    return " ".join(f"{_SHORT.get(k, k)}{num(v)}" for k, v in row["params"].items() if k in varying)
+
+
+def _panel(ax: Any, table: list[dict[str, Any]], x: str, *, annotate: bool) -> None:
+    """Every setting as a faint point, each kind's Pareto front as a staircase of solid points."""
+    for n, kind in enumerate(k for k in KINDS if k != "exact"):
+        rows = [r for r in table if r["kind"] == kind and r[x] > 0]
+        if not rows:
+            continue
+        colour = f"C{n + 1}"
+        ax.scatter([r[x] for r in rows], [r["recall"] for r in rows], s=18, color=colour, alpha=0.35)
+        front = [rows[i] for i in pareto_front([(r[x], r["recall"]) for r in rows])]
+        ax.step([r[x] for r in front], [r["recall"] for r in front], where="post", color=colour, marker="o",
+                label=f"{kind} ({len(front)} of {len(rows)} settings on the front)")
+        if annotate:
+            varying = {k for k in rows[0]["params"] if len({str(r["params"].get(k)) for r in rows}) > 1}
+            for r in front:
+                ax.annotate(_setting(r, varying), (r[x], r["recall"]), textcoords="offset points", xytext=(4, -9),
+                            fontsize=6, color=colour)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 0.1 0.2 0.5 1 2 5 ...: labels within one decade too
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_ylabel("recall@K against exact search")
+    ax.grid(True, which="major", alpha=0.3)
+
+
 def plot_tradeoffs(table: list[dict[str, Any]], path: Path) -> Path:
-    """The seed's figures: recall@K against query time, and against build time, per kind."""
+    """The seed's figures, per kind: recall@K against p50 query time and against build time, with Pareto fronts.
+
+    Faint points are every measured setting; the staircase joins the settings no other setting
+    of the same kind beats (faster or as fast, and at least as accurate). Exact search is the
+    reference: its query time on the left, its recall (1, nothing to build) on the right.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind in KINDS:
-        rows = [r for r in table if r["kind"] == kind]
-        if not rows:
-            continue
-        a.plot([r["p50_ms"] for r in rows], [r["recall"] for r in rows], marker="o", label=kind)
-        b.scatter([r["build_s"] for r in rows], [r["recall"] for r in rows], label=kind)
-    a.set_xscale("log")
-    a.set_xlabel("p50 query time (ms)")
-    a.set_ylabel("recall@K vs exact")
-    a.legend(fontsize=7)
-    b.set_xlabel("build time (s)")
-    b.set_ylabel("recall@K vs exact")
-    fig.tight_layout()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5.4))
+    _panel(a, table, "p50_ms", annotate=True)
+    _panel(b, table, "build_s", annotate=False)
+    for r in (r for r in table if r["kind"] == "exact"):
+        a.scatter([r["p50_ms"]], [r["recall"]], color="C0", marker="*", s=120, zorder=3,
+                  label=f"exact (p50 {r['p50_ms']:.3g} ms)")
+        a.axvline(r["p50_ms"], color="C0", linestyle=":", linewidth=1)
+        b.axhline(r["recall"], color="C0", linestyle=":", linewidth=1,
+                  label=f"exact (nothing to build, {r['bytes'] / 2**20:.3g} MB)")
+    a.set_xlabel("p50 single-query time (ms, log scale)")
+    a.set_title("recall vs query time (left of the dotted line: faster than exact)", fontsize=9)
+    b.set_xlabel("build time (s, log scale)")
+    b.set_title("recall vs build time", fontsize=9)
+    for ax in (a, b):
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    fig.text(0.01, 0.01, "settings: T = annoy trees, sk = annoy search_k, M = HNSW graph degree, "
+             "ef = HNSW search breadth", fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -8,6 +8,7 @@
     pipeline evaluate --recs recs.parquet --truth truth.parquet -k 100
     pipeline recommend --user u000042 -k 10
     pipeline report --run-dir var/runs/<run>
+    pipeline demo --input var/data/demo
 """
 
 from __future__ import annotations
@@ -155,6 +156,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline import demo
+    from pipeline.paths import pipeline_home
+
+    conf = {"input_path": args.input or str(pipeline_home() / "data" / "demo"), "input_format": args.format,
+            **json.loads(args.conf)}
+    return demo.run(conf, home=pipeline_home(), dag_id=args.dag or demo.DAG_ID, spark_info=args.spark_info)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.runconfig import add_flag
 
@@ -231,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="print a run's leaderboard and the promoted model's test metrics")
     s.add_argument("--run-dir", help="default: the latest run under $PIPELINE_HOME/runs")
     s.set_defaults(func=_report)
+
+    s = sub.add_parser("demo", help="run the nightly DAG once (airflow dags test): one line per task, the report; "
+                                    "all Airflow and Spark output in $PIPELINE_HOME/logs/demo-<time>.log")
+    s.add_argument("--input", help="the listens (default $PIPELINE_HOME/data/demo)")
+    s.add_argument("--format", default="listenbrainz", help="the input's loader")
+    s.add_argument("-c", "--conf", default="{}", help="more DAG params as JSON, e.g. '{\"ranks\": [16]}'")
+    s.add_argument("--dag", help="the DAG to run (default music_recs_nightly)")
+    s.add_argument("--spark-info", action="store_true", help="keep Spark's INFO log in the log file (default: WARN)")
+    s.set_defaults(func=_demo)
     return p
 
 

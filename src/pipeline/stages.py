@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline import tracking
+from pipeline import progress, tracking
 from pipeline.data import SplitData
 from pipeline.paths import IngestLayout, RunLayout, atomic_write_text, fingerprint, pipeline_home
 from pipeline.runconfig import RunConfig
@@ -162,7 +162,7 @@ def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
         record["increments"] = increments
     ref.layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(ref.layout.record, json.dumps(record, indent=1))
-    _progress(f"{len(cfg.als_configs())} ALS and {len(cfg.popularity_configs())} popularity configurations")
+    progress.note(f"{len(cfg.als_configs())} ALS and {len(cfg.popularity_configs())} popularity configurations")
     return {"run_dir": record["run_dir"], "input_path": str(src), "parent_run_id": parent}
 
 
@@ -201,7 +201,7 @@ def validate(ref: RunRef) -> dict[str, Any]:
         atomic_write_text(lay.ingest.validate_summary, json.dumps(v, indent=1))
         tracking.log_metrics(run.parent, {"rows_in": v["rows_in"], "quarantined": v["quarantined"],
                                           "partitions_pending": len(v["pending"])})
-        _progress(f"{len(v['pending'])} partitions pending, {v['rows_in']:,} rows, {v['quarantined']:,} quarantined")
+        progress.note(f"{len(v['pending'])} partitions pending, {v['rows_in']:,} rows, {v['quarantined']:,} quarantined")
         return v
     try:
         summary = ingest.validate_stage(cfg, lay.ingest.root, spark=_spark(), as_of=ref.run_after)
@@ -211,7 +211,7 @@ def validate(ref: RunRef) -> dict[str, Any]:
         if lay.ingest.validate_summary.exists():
             s = json.loads(lay.ingest.validate_summary.read_text())
             tracking.log_metrics(run.parent, {"rows_in": s["rows_in"], "quarantined": s["quarantined"]})
-    _progress(f"{summary['rows_out']:,} rows kept, {summary['quarantined']:,} quarantined")
+    progress.note(f"{summary['rows_out']:,} rows kept, {summary['quarantined']:,} quarantined")
     return summary
 
 
@@ -239,7 +239,7 @@ def dedup(ref: RunRef, validated: Mapping[str, Any]) -> dict[str, Any]:
     tracking.log_metrics(run.parent, {k: summary[k] for k in ("rows_out", "duplicates", "tracks_merged_by_name")})
     tracking.set_tags(run.parent, {"pipeline.idmap_version": summary["idmap_version"]})
     tracking.log_files(run.parent, [lay.ingest.summary], "ingest")
-    _progress(f"{summary['rows_out']:,} listens, {summary['duplicates']:,} duplicates dropped")
+    progress.note(f"{summary['rows_out']:,} listens, {summary['duplicates']:,} duplicates dropped")
     return {k: v for k, v in summary.items() if k not in ("raw_files", "validated")}
 
 
@@ -259,7 +259,7 @@ def split(ref: RunRef, ingested: Mapping[str, Any]) -> dict[str, Any]:
     tracking.log_files(run.parent, [lay.split_table, run.split_data.stats_path], "split")
     for name, row in stats["table"].items():
         tracking.log_metrics(run.parent, row, prefix=f"{name}_")
-    _progress(", ".join(f"{name} {row['interactions']:,}" for name, row in stats["table"].items()))
+    progress.note(", ".join(f"{name} {row['interactions']:,}" for name, row in stats["table"].items()))
     return {"split_dir": str(lay.split), "table": stats["table"]}
 
 
@@ -295,7 +295,7 @@ def popularity(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dic
     results = popularity_sweep(run.split_data, run.layout.popularity, run.cfg.popularity_configs(), run.cfg.eval(),
                                parent_run_id=run.parent, stats=stats, tags={"airflow.task_id": "popularity_sweep"})
     best = max(results, key=lambda r: r["metrics"][f"val_map_at_{run.cfg.k}"])
-    _progress(f"{len(results)} configurations, best {best['label']} val MAP@{run.cfg.k} "
+    progress.note(f"{len(results)} configurations, best {best['label']} val MAP@{run.cfg.k} "
               f"{best['metrics'][f'val_map_at_{run.cfg.k}']:.4f}")
     return [{k: r[k] for k in ("key", "label", "status", "metrics")} for r in results]
 
@@ -311,10 +311,12 @@ def _als_args(run: Run, params: Mapping[str, Any], tags: Mapping[str, str] | Non
 def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One ``SparkSubmitOperator`` kwargs dict per grid point (``name`` is the readable, unique map index)."""
     run = Run.open(ref)
-    return [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": "als_sweep",
-                                                                "airflow.map_index": str(i)}),
-             "name": cfg.label}
-            for i, cfg in enumerate(run.cfg.als_configs())]
+    out = [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": "als_sweep",
+                                                               "airflow.map_index": str(i)}),
+            "name": cfg.label}
+           for i, cfg in enumerate(run.cfg.als_configs())]
+    progress.note(f"{len(out)} ALS configurations to submit")
+    return out
 
 
 def als_local(ref: RunRef, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -366,7 +368,7 @@ def select(ref: RunRef) -> dict[str, Any]:
                                           f"val_map_at_{k}_diff_{role}_ci_low": c["ci_low"],
                                           f"val_map_at_{k}_diff_{role}_ci_high": c["ci_high"]})
     failed = sum(r["status"] != "ok" for r in board)
-    _progress(f"best of {len(board)} ({failed} failed): {best['label']} val MAP@{k} "
+    progress.note(f"best of {len(board)} ({failed} failed): {best['label']} val MAP@{k} "
               f"{best['metrics'][f'val_map_at_{k}']:.4f}")
     return {k_: best[k_] for k_ in ("key", "label", "params", "metrics", "model_dir", "mlflow_run_id")}
 
@@ -442,7 +444,8 @@ def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
         tracking.log_metrics(served["mlflow_run_id"], metrics)
     m = f"test_map_at_{k}"
     base = result["baseline_metrics"]
-    _progress(f"{served['label']}: test MAP@{k} {metrics[m]:.4f}" + (f" (popularity {base[m]:.4f})" if base else ""))
+    progress.note(f"{served['label']}: test MAP@{k} {metrics[m]:.4f}"
+                  + (f" (popularity {base[m]:.4f})" if base else ""))
     return {**result, "selected": served}
 
 
@@ -469,9 +472,9 @@ def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
         tracking.set_tags(run.parent, {"pipeline.index_kind": str(idx.get("kind"))})
         tracking.log_metrics(run.parent, {f"index_{m}": v for m, v in idx.items()
                                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        _progress(f"{idx.get('kind')} {idx.get('params')}: recall@{run.cfg.k} {idx.get('recall'):.3f}")
+        progress.note(f"{idx.get('kind')} {idx.get('params')}: recall@{run.cfg.k} {idx.get('recall'):.3f}")
     else:
-        _progress("no index: the model is not a factor model")
+        progress.note("no index: the model is not a factor model")
     return {"bundle_dir": str(lay.bundle), "index": idx, "tested": dict(tested)}
 
 
@@ -489,10 +492,5 @@ def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
         candidate=float(tested["metrics"][f"test_map_at_{cfg.k}"]), candidate_per_user=(users, per_user["map"]),
         config_key=tested["best"], parent_run_id=run.parent, run_key=ref.run_key, dag_run_id=ref.dag_run_id,
         out=run.layout.promotion)
-    _progress(f"music-recs v{decision['version']} -> @{decision['alias']}")
+    progress.note(f"music-recs v{decision['version']} -> @{decision['alias']}")
     return decision
-
-
-def _progress(figure: str) -> None:
-    """The stage's key figure, one line in the task log (``make demo`` prints it beside the task)."""
-    log.info("pipeline.progress: %s", figure)

@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from pipeline import progress
     from pipeline.config import AlsConfig, EvalConfig, from_params
     from pipeline.spark import get_session
     from pipeline.data import SplitData
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
         if spark is not None:
             spark.stop()
     print(json.dumps({k: result[k] for k in ("key", "status", "metrics", "fit_seconds")}))
+    val_map = (result.get("metrics") or {}).get(f"val_map_at_{args.k}")
+    figure = f"val MAP@{args.k} {val_map:.4f}" if val_map is not None else result.get("error", result["status"])
+    progress.note(f"{cfg.label}: {figure}", ok=result["status"] == "ok")
     return result
 
 
