@@ -88,7 +88,8 @@ def score(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, s
     return Scores(users=users[rows], per_user=per_user, metrics=metrics)
 
 
-def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, spark: Any = None) -> dict[str, float]:
+def evaluate(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *,
+             spark: Any = None) -> dict[str, float]:
     """The metrics of :func:`score` (averages, intervals, counts)."""
     return score(model, data, which, cfg, spark=spark).metrics
 

@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import IngestConfig
-from pipeline.paths import IngestLayout, atomic_dir, atomic_write_text, file_lock, fingerprint, pipeline_home, run_key, sha256_file
+from pipeline.paths import (
+    IngestLayout, atomic_dir, atomic_write_text, file_lock, fingerprint, pipeline_home, run_key, sha256_file,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
