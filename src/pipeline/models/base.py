@@ -1,16 +1,20 @@
-"""The two kinds of fitted model: a score per track (popularity) and factor matrices (ALS)."""
+"""The kinds of fitted model: a score per track (popularity), factor matrices (ALS, BPR, LMF,
+LightFM, explicit ALS) and item-item similarities (item-kNN, in ``item_knn.py``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipeline.paths import atomic_dir
+
+if TYPE_CHECKING:
+    from pipeline.models.item_knn import ItemKnnModel
 
 __all__ = ["Recommender", "PopularityModel", "FactorModel", "load"]
 
@@ -86,7 +90,7 @@ class FactorModel:
         return Path(path)
 
 
-def load(path: Path) -> PopularityModel | FactorModel:
+def load(path: Path) -> "PopularityModel | FactorModel | ItemKnnModel":
     """Load a model folder written by ``save``."""
     path = Path(path)
     meta_file = path / "model.json"
@@ -95,6 +99,10 @@ def load(path: Path) -> PopularityModel | FactorModel:
     meta = json.loads(meta_file.read_text())
     if meta["kind"] == "popularity":
         return PopularityModel(np.load(path / "scores.npy"), meta["params"])
+    if meta["kind"] == "item_knn":
+        from pipeline.models.item_knn import ItemKnnModel
+
+        return ItemKnnModel.load(path, meta["params"])
     return FactorModel(
         np.load(path / "user_factors.npy", mmap_mode="r"),
         np.load(path / "item_factors.npy"),
