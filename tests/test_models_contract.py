@@ -14,8 +14,10 @@ import scipy.sparse as sp
 
 from pipeline import models
 from pipeline.config import AlsConfig, PopularityConfig
-from pipeline.models import als_explicit, als_implicit, bpr, item_knn, lightfm_rank, lmf, popularity
-from pipeline.models.configs import BprConfig, ExplicitAlsConfig, ItemKnnConfig, LightFmConfig, LmfConfig
+from pipeline.models import als_explicit, als_implicit, bpr, item_knn, lightfm_rank, lmf, neural_mf, popularity
+from pipeline.models.configs import (
+    BprConfig, ExplicitAlsConfig, ItemKnnConfig, LightFmConfig, LmfConfig, NeuralMfConfig,
+)
 
 N_USERS, N_ITEMS = 40, 30
 
@@ -88,6 +90,7 @@ FACTORIES = {
     "bpr": (fit_engine(bpr, BprConfig(factors=4, learning_rate=0.05, iterations=200, seed=1)), True),
     "lmf": (fit_engine(lmf, LmfConfig(factors=4, iterations=60, neg_prop=5, seed=1)), True),
     "lightfm-warp": (fit_engine(lightfm_rank, LightFmConfig(components=4, epochs=40, seed=1)), True),
+    "neural-mf": (fit_engine(neural_mf, NeuralMfConfig(factors=2, learning_rate=0.05, epochs=30, batch=64, seed=1)), True),  # rank 2 as ALS: with more, sampled negatives teach it each gap
 }
 SPARK_ENGINES = {"als-spark", "als-explicit"}
 DATA = {"als-explicit": rated_checkerboard}  # a rating model learns dislikes from low ratings, not from absence
@@ -97,6 +100,8 @@ DATA = {"als-explicit": rated_checkerboard}  # a rating model learns dislikes fr
 def fitted(request, tmp_path):
     fit, personalized = FACTORIES[request.param]
     spark = None
+    if request.param == "neural-mf":
+        pytest.importorskip("torch", reason="neural MF needs torch, an optional extra")
     if request.param in SPARK_ENGINES:
         pytest.importorskip("pyspark")
         spark = request.getfixturevalue("spark")

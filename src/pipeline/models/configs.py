@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from pipeline.models.inputs import TRANSFORMS
 
 __all__ = [
-    "ItemKnnConfig", "BprConfig", "LmfConfig", "LightFmConfig", "ExplicitAlsConfig", "NcfConfig",
+    "ItemKnnConfig", "BprConfig", "LmfConfig", "LightFmConfig", "ExplicitAlsConfig", "NeuralMfConfig",
     "CONFIGS", "DEFAULT_GRIDS", "grid", "default_grid",
 ]
 
@@ -201,16 +201,22 @@ class ExplicitAlsConfig(_Named):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NcfConfig(_Named):
-    """Neural matrix factorisation (GMF + MLP, He et al. 2017), an optional extra that needs torch."""
+class NeuralMfConfig(_Named):
+    """Neural MF: NCF's generalised-MF branch (He et al. 2017) in torch, an optional extra.
 
-    family: ClassVar[str] = "ncf"
+    Trained with binary cross-entropy on the played tracks and ``negatives`` sampled unplayed
+    tracks per played one, Adam with ``learning_rate`` and ``l2`` weight decay, ``batch`` pairs a step.
+    """
+
+    family: ClassVar[str] = "neural_mf"
     SHORT: ClassVar[Mapping[str, str]] = {"learning_rate": "lr", "negatives": "neg"}
 
     factors: int = 32
-    learning_rate: float = 0.001
+    learning_rate: float = 0.005
     epochs: int = 10
     negatives: int = 4
+    batch: int = 1024
+    l2: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -218,10 +224,12 @@ class NcfConfig(_Named):
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "it must be > 0")
         _require(self.epochs >= 1, "epochs", self.epochs, "it must be >= 1")
         _require(self.negatives >= 1, "negatives", self.negatives, "it must be >= 1")
+        _require(self.batch >= 1, "batch", self.batch, "it must be >= 1")
+        _require(self.l2 >= 0, "l2", self.l2, "it must be >= 0")
 
 
 CONFIGS: dict[str, type] = {c.family: c for c in
-                            (ItemKnnConfig, BprConfig, LmfConfig, LightFmConfig, ExplicitAlsConfig, NcfConfig)}
+                            (ItemKnnConfig, BprConfig, LmfConfig, LightFmConfig, ExplicitAlsConfig, NeuralMfConfig)}
 
 # The nightly sweep's grid per family: small, and within 90% of the reference grid's best on
 # HetRec 2k (benchmarks/engines.py, results in benchmarks/results/engines.md).
@@ -233,7 +241,7 @@ DEFAULT_GRIDS: dict[str, dict[str, Sequence[Any]]] = {
     "lightfm": {"loss": ["warp"], "components": [64], "learning_rate": [0.05], "epochs": [30],
                 "transform": ["binary", "log1p"]},
     "als_explicit": {"rank": [10], "reg_param": [0.1, 1.0], "max_iter": [10], "transform": ["log1p"]},
-    "ncf": {"factors": [32], "epochs": [10]},
+    "neural_mf": {"factors": [32], "learning_rate": [0.005], "epochs": [10]},
 }
 
 
