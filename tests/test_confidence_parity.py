@@ -3,7 +3,8 @@
 Both engines alternate exact least-squares solves, so each fitted model satisfies the
 normal equations of its last half-step (DESIGN.md "Serving contract", fold-in):
 
-    x_u = (YᵀY + Yᵀ(C_u − I)Y + λ_u I)⁻¹ Yᵀ C_u p_u,   C_u = diag(1 + alpha · f(plays_u)), p = 1 on played tracks
+    x_u = (YᵀY + Yᵀ(C_u − I)Y + λ_u I)⁻¹ Yᵀ C_u p_u,
+    C_u = diag(1 + alpha · f(plays_u)), p = 1 on played tracks
 
 Spark's last half-step solves the users against its final item factors with λ_u = regParam · n_u
 (ALS-WR); ``implicit``'s last half-step solves the items against its final user factors with
@@ -51,6 +52,17 @@ def solve(other: np.ndarray, row_plays: np.ndarray, cfg: AlsConfig, lam: float) 
     return np.linalg.solve(a, yp.T @ c)
 
 
+def assert_last_half_step(solved: np.ndarray, fixed: np.ndarray, rows: np.ndarray, cfg: AlsConfig,
+                          lam_of) -> None:
+    """Each ``solved[r]`` is the closed-form solve of ``rows[r]`` (plays) against ``fixed``.
+
+    λ is ``lam_of(count of played tracks in the row)``.
+    """
+    for r, row in enumerate(rows):
+        want = solve(fixed, row, cfg, lam_of(int((row > 0).sum())))
+        np.testing.assert_allclose(solved[r], want, rtol=2e-3, atol=2e-4)
+
+
 def spark_fit(spark, train: sp.csr_matrix, cfg: AlsConfig, tmp_path):
     from pipeline.models import als_spark
 
@@ -72,11 +84,8 @@ CONFIGS = [
 def test_implicit_engine_solves_with_confidence_one_plus_alpha_f(cfg):
     train = plays()
     model = als_implicit.fit(train, replace(cfg, engine="implicit"), threads=1)
-    dense = train.toarray()
-    users = model.user_factors
-    for i in range(train.shape[1]):  # implicit ends on the item half-step, λ unscaled
-        want = solve(users, dense[:, i], cfg, cfg.reg_param)
-        np.testing.assert_allclose(model.item_factors[i], want, rtol=2e-3, atol=2e-4)
+    # implicit ends on the item half-step, λ unscaled
+    assert_last_half_step(model.item_factors, model.user_factors, train.toarray().T, cfg, lambda n: cfg.reg_param)
 
 
 @pytest.mark.spark
@@ -84,11 +93,8 @@ def test_implicit_engine_solves_with_confidence_one_plus_alpha_f(cfg):
 def test_spark_solves_with_the_same_confidence_and_lambda_times_ratings(spark, cfg, tmp_path):
     train = plays()
     model = spark_fit(spark, train, cfg, tmp_path)
-    dense = train.toarray()
-    for u in range(train.shape[0]):  # Spark ends on the user half-step, λ · n_u (ALS-WR)
-        n_u = int((dense[u] > 0).sum())
-        want = solve(model.item_factors, dense[u], cfg, cfg.reg_param * n_u)
-        np.testing.assert_allclose(model.user_factors[u], want, rtol=2e-3, atol=2e-4)
+    # Spark ends on the user half-step, λ · n_u (ALS-WR)
+    assert_last_half_step(model.user_factors, model.item_factors, train.toarray(), cfg, lambda n: cfg.reg_param * n)
 
 
 @pytest.mark.spark

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 
 from pipeline.models import bpr, engines, item_knn, lightfm_rank, lmf
 from pipeline.models.configs import (
-    CONFIGS, DEFAULT_GRIDS, BprConfig, ExplicitAlsConfig, ItemKnnConfig, LightFmConfig, LmfConfig, default_grid, grid,
+    CONFIGS, DEFAULT_GRIDS, BprConfig, ExplicitAlsConfig, ItemKnnConfig, LightFmConfig, LmfConfig,
+    default_grid, grid, grids,
 )
 from pipeline.models.inputs import transform
 
@@ -56,6 +57,8 @@ def test_configs_refuse_bad_values_with_a_message(bad):
 def test_grid_expands_every_combination_and_refuses_unknown_parameters():
     configs = grid("item_knn", similarity=["cosine", "bm25"], transform=["raw", "log1p", "binary"])
     assert len(configs) == 6 == len({c.key for c in configs})
+    union = grids("item_knn", [{"similarity": ["cosine"]}, {"similarity": ["bm25", "cosine"], "bm25_b": [0.75]}])
+    assert [c.similarity for c in union] == ["cosine", "bm25"], "a union keeps each config once, in order"
     with pytest.raises(ValueError, match="no parameter"):
         grid("bpr", rank=[10])
     with pytest.raises(ValueError, match="not an engine family"):
@@ -78,7 +81,7 @@ def test_item_knn_ranks_as_implicits_own_scorer(similarity):
     train = plays()
     cfg = ItemKnnConfig(similarity=similarity, neighbours=15, transform="log1p")
     model = item_knn.fit(train, cfg)
-    lib = {"cosine": CosineRecommender(K=15), "bm25": BM25Recommender(K=15), "tfidf": TFIDFRecommender(K=15)}[similarity]
+    lib = {"cosine": CosineRecommender, "bm25": BM25Recommender, "tfidf": TFIDFRecommender}[similarity](K=15)
     history = transform(train, "log1p")
     lib.fit(history, show_progress=False)
     users = np.arange(train.shape[0])
@@ -135,7 +138,8 @@ def test_lightfm_factor_model_scores_as_lightfm_predict_up_to_the_user_bias():
     items = np.arange(train.shape[1], dtype=np.int32)
     for u in (0, 17, 59):
         want = ref.predict(np.full(items.size, u, dtype=np.int32), items)
-        np.testing.assert_allclose(model.user_factors[u] @ model.item_factors.T + user_bias[u], want, rtol=1e-4, atol=1e-4)
+        ours = model.user_factors[u] @ model.item_factors.T + user_bias[u]
+        np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-4)
 
 
 def test_engines_fit_refuses_foreign_configs_and_spark_families_without_spark():

@@ -67,7 +67,8 @@ def regression_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, f
     predicted = np.asarray(predicted, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if predicted.shape != actual.shape or predicted.size == 0:
-        raise ValueError(f"need equally long, non-empty predictions and ratings; got {predicted.shape} and {actual.shape}")
+        raise ValueError(f"need equally long, non-empty predictions and ratings; "
+                         f"got {predicted.shape} and {actual.shape}")
     err = predicted - actual
     return {"rmse": float(np.sqrt(np.mean(err * err))), "mae": float(np.mean(np.abs(err))), "n_rated": int(err.size)}
 

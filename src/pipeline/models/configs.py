@@ -3,11 +3,13 @@
 Each config checks itself, and names itself three ways, as ``AlsConfig`` does:
 
 * ``key``: stable and folder-safe, every field included (``bpr-factors64-lr0.01-reg0.01-iters100-seed0``);
-* ``label``: the readable map index of the Airflow task, unique within a grid (``bpr factors=64 lr=0.01 reg=0.01 iters=100``);
+* ``label``: the readable map index of the Airflow task, unique within a grid
+  (``bpr factors=64 lr=0.01 reg=0.01 iters=100``);
 * ``params()``: what MLflow records, with ``model`` naming the family and ``objective`` what it optimises.
 
-:func:`grid` expands lists of values into configs; ``DEFAULT_GRIDS`` is each family's grid for
-the nightly sweep (``benchmarks/engines.py`` compares it with a wider reference grid).
+:func:`grid` expands lists of values into configs (:func:`grids` a union of such products);
+``DEFAULT_GRIDS`` is each family's grid for the nightly sweep (``benchmarks/engines.py`` compares
+it with a wider reference grid).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pipeline.models.inputs import TRANSFORMS
 
 __all__ = [
     "ItemKnnConfig", "BprConfig", "LmfConfig", "LightFmConfig", "ExplicitAlsConfig", "NeuralMfConfig",
-    "CONFIGS", "DEFAULT_GRIDS", "grid", "default_grid",
+    "CONFIGS", "DEFAULT_GRIDS", "grid", "grids", "default_grid",
 ]
 
 SIMILARITIES = ("cosine", "bm25", "tfidf")
@@ -35,6 +37,10 @@ def _fmt(value: Any) -> str:
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
+
+
+def _check_transform(cfg: Any) -> None:
+    _require(cfg.transform in TRANSFORMS, "transform", cfg.transform, f"choose one of {TRANSFORMS}")
 
 
 class _Named:
@@ -86,7 +92,7 @@ class ItemKnnConfig(_Named):
         _require(1 <= self.neighbours <= 100_000, "neighbours", self.neighbours, "use 1 <= neighbours <= 100000")
         _require(self.bm25_k1 > 0, "bm25_k1", self.bm25_k1, "it must be > 0")
         _require(0 <= self.bm25_b <= 1, "bm25_b", self.bm25_b, "it must lie in [0, 1]")
-        _require(self.transform in TRANSFORMS, "transform", self.transform, f"choose one of {TRANSFORMS}")
+        _check_transform(self)
         if self.similarity != "bm25" and (self.bm25_k1, self.bm25_b) != (1.2, 0.75):
             raise ValueError(f"bm25_k1/bm25_b only apply to similarity 'bm25', not {self.similarity!r}")
 
@@ -139,7 +145,7 @@ class LmfConfig(_Named):
         _check_sgd(self)
         _require(self.regularization >= 0, "regularization", self.regularization, "it must be >= 0")
         _require(self.neg_prop >= 1, "neg_prop", self.neg_prop, "it must be >= 1")
-        _require(self.transform in TRANSFORMS, "transform", self.transform, f"choose one of {TRANSFORMS}")
+        _check_transform(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +176,7 @@ class LightFmConfig(_Named):
         _require(self.alpha >= 0, "alpha", self.alpha, "it must be >= 0")
         _require(self.max_sampled >= 1, "max_sampled", self.max_sampled, "it must be >= 1")
         _require(self.epochs >= 1, "epochs", self.epochs, "it must be >= 1")
-        _require(self.transform in TRANSFORMS, "transform", self.transform, f"choose one of {TRANSFORMS}")
+        _check_transform(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,17 +237,19 @@ class NeuralMfConfig(_Named):
 CONFIGS: dict[str, type] = {c.family: c for c in
                             (ItemKnnConfig, BprConfig, LmfConfig, LightFmConfig, ExplicitAlsConfig, NeuralMfConfig)}
 
-# The nightly sweep's grid per family: small, and within 90% of the reference grid's best on
-# HetRec 2k (benchmarks/engines.py, results in benchmarks/results/engines.md).
-DEFAULT_GRIDS: dict[str, dict[str, Sequence[Any]]] = {
-    "item_knn": {"similarity": ["bm25", "cosine"], "neighbours": [100], "transform": ["log1p"]},
-    "bpr": {"factors": [64], "learning_rate": [0.01, 0.05], "regularization": [0.01], "iterations": [100]},
-    "lmf": {"factors": [32], "learning_rate": [1.0], "regularization": [0.6], "iterations": [30],
-            "transform": ["log1p", "binary"]},
-    "lightfm": {"loss": ["warp"], "components": [64], "learning_rate": [0.05], "epochs": [30],
-                "transform": ["binary", "log1p"]},
-    "als_explicit": {"rank": [10], "reg_param": [0.1, 1.0], "max_iter": [10], "transform": ["log1p"]},
-    "neural_mf": {"factors": [32], "learning_rate": [0.005], "epochs": [10]},
+# The nightly sweep's grid per family, a union of products (field -> values): small, and meant
+# to reach >= 90% of the reference grid's best MAP@100 on HetRec 2k in both protocols
+# (benchmarks/engines.py; measured in benchmarks/results/engines.md).
+DEFAULT_GRIDS: dict[str, list[dict[str, Sequence[Any]]]] = {
+    "item_knn": [{"similarity": ["bm25"], "neighbours": [100], "transform": ["raw"]},
+                 {"similarity": ["cosine"], "neighbours": [500], "transform": ["log1p"]}],
+    "bpr": [{"factors": [128], "learning_rate": [0.005, 0.01], "regularization": [0.01], "iterations": [100]}],
+    "lmf": [{"factors": [32], "learning_rate": [1.0], "regularization": [0.6, 1.5], "iterations": [30],
+             "transform": ["binary"]}],
+    "lightfm": [{"loss": ["warp"], "components": [128], "learning_rate": [0.02, 0.05], "epochs": [30],
+                 "transform": ["binary"]}],
+    "als_explicit": [{"rank": [10, 32], "reg_param": [0.1], "max_iter": [10], "transform": ["raw", "log1p"]}],
+    "neural_mf": [{"factors": [64], "learning_rate": [0.005], "epochs": [10]}],
 }
 
 
@@ -258,6 +266,12 @@ def grid(family: str, **values: Sequence[Any]) -> list[Any]:
     return [cls(**dict(zip(names, combo))) for combo in itertools.product(*(values[n] for n in names))]
 
 
+def grids(family: str, products: Sequence[Mapping[str, Sequence[Any]]], *, seed: int = 0) -> list[Any]:
+    """The union of several :func:`grid` products with one seed, duplicates dropped, in order."""
+    configs = [c for values in products for c in grid(family, **values, seed=[seed])]
+    return list({c.key: c for c in configs}.values())
+
+
 def default_grid(family: str, *, seed: int = 0) -> list[Any]:
     """``family``'s nightly grid (``DEFAULT_GRIDS``) with one seed."""
-    return grid(family, **DEFAULT_GRIDS[family], seed=[seed])
+    return grids(family, DEFAULT_GRIDS[family], seed=seed)

@@ -8,7 +8,6 @@ history and a new one from the listens they send (:meth:`ItemKnnModel.recommend_
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from pipeline.models.base import write_model
 from pipeline.models.configs import ItemKnnConfig
 from pipeline.models.inputs import catalogue_mask, transform
-from pipeline.paths import atomic_dir
 
 __all__ = ["ItemKnnModel", "fit"]
 
@@ -63,13 +62,8 @@ class ItemKnnModel:
         return out
 
     def save(self, path: Path) -> Path:
-        with atomic_dir(path) as tmp:
-            tmp.mkdir(parents=True)
-            sp.save_npz(tmp / "similarity.npz", self.similarity)
-            sp.save_npz(tmp / "history.npz", self.history)
-            np.save(tmp / "item_mask.npy", self.item_mask)
-            (tmp / "model.json").write_text(json.dumps({"kind": "item_knn", "params": self.params}, indent=1))
-        return Path(path)
+        return write_model(path, "item_knn", self.params, {"similarity": self.similarity, "history": self.history,
+                                                           "item_mask": self.item_mask})
 
     @classmethod
     def load(cls, path: Path, params: dict[str, Any]) -> "ItemKnnModel":
