@@ -218,8 +218,8 @@ class NeuralMfConfig(_Named):
     SHORT: ClassVar[Mapping[str, str]] = {"learning_rate": "lr", "negatives": "neg"}
 
     factors: int = 32
-    learning_rate: float = 0.005
-    epochs: int = 10
+    learning_rate: float = 0.001
+    epochs: int = 20
     negatives: int = 4
     batch: int = 1024
     l2: float = 0.0
@@ -244,12 +244,12 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Sequence[Any]]]] = {
     "item_knn": [{"similarity": ["bm25"], "neighbours": [100], "transform": ["raw"]},
                  {"similarity": ["cosine"], "neighbours": [500], "transform": ["log1p"]}],
     "bpr": [{"factors": [128], "learning_rate": [0.005, 0.01], "regularization": [0.01], "iterations": [100]}],
-    "lmf": [{"factors": [32], "learning_rate": [1.0], "regularization": [0.6, 1.5], "iterations": [30],
+    "lmf": [{"factors": [32], "learning_rate": [2.0], "regularization": [1.5, 3.0], "iterations": [60],
              "transform": ["binary"]}],
     "lightfm": [{"loss": ["warp"], "components": [128], "learning_rate": [0.02, 0.05], "epochs": [30],
                  "transform": ["binary"]}],
     "als_explicit": [{"rank": [10, 32], "reg_param": [0.1], "max_iter": [10], "transform": ["raw", "log1p"]}],
-    "neural_mf": [{"factors": [64], "learning_rate": [0.005], "epochs": [10]}],
+    "neural_mf": [{"factors": [64], "learning_rate": [0.001], "epochs": [20]}],
 }
 
 
