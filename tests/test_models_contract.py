@@ -1,4 +1,5 @@
-"""One contract every model passes: each popularity variant, Spark ALS and the single-machine engine.
+"""One contract every model passes: each popularity variant, Spark ALS, the single-machine ALS and every
+other engine family (item-kNN per similarity, BPR, logistic MF, LightFM WARP, explicit-rating ALS).
 
 The data is a checkerboard (two taste groups, each listening only to its own half of the
 catalogue), so a personalized model must recommend each user only their group's tracks.
@@ -13,7 +14,10 @@ import scipy.sparse as sp
 
 from pipeline import models
 from pipeline.config import AlsConfig, PopularityConfig
-from pipeline.models import als_implicit, popularity
+from pipeline.models import als_explicit, als_implicit, bpr, item_knn, lightfm_rank, lmf, neural_mf, popularity
+from pipeline.models.configs import (
+    BprConfig, ExplicitAlsConfig, ItemKnnConfig, LightFmConfig, LmfConfig, NeuralMfConfig,
+)
 
 N_USERS, N_ITEMS = 40, 30
 
@@ -26,6 +30,18 @@ def checkerboard() -> sp.csr_matrix:
         items = np.arange(u % 2, N_ITEMS, 2)
         m[u, items] = rng.integers(1, 4, size=len(items))
         m[u, items[u % len(items)]] = 0  # a gap the model should fill from its own group
+    return sp.csr_matrix(m)
+
+
+def rated_checkerboard() -> sp.csr_matrix:
+    """Ratings for a model of ratings: 4-5 stars on the user's group, 1 on the other, one gap in each."""
+    m = checkerboard().toarray()
+    rng = np.random.default_rng(1)
+    for u in range(N_USERS):
+        own = m[u] > 0
+        m[u, own] = rng.integers(4, 6, size=own.sum())
+        other = np.arange(1 - u % 2, N_ITEMS, 2)
+        m[u, np.delete(other, (u + 3) % len(other))] = 1
     return sp.csr_matrix(m)
 
 
@@ -53,23 +69,43 @@ def fit_popularity(variant, beta=0.0):
     return fit
 
 
+def fit_engine(module, cfg):
+    return lambda train, tmp_path, spark: module.fit(train, cfg)
+
+
+def fit_explicit_als(train, tmp_path, spark):
+    return als_explicit.fit(train, ExplicitAlsConfig(rank=2, reg_param=0.05, max_iter=15, transform="raw", seed=1),
+                            spark=spark)
+
+
 FACTORIES = {
     "pop-plays_per_listener": (fit_popularity("plays_per_listener", 10.0), False),
     "pop-listeners": (fit_popularity("listeners"), False),
     "pop-plays": (fit_popularity("plays"), False),
     "als-implicit": (fit_implicit, True),
     "als-spark": (fit_spark_als, True),
+    "als-explicit": (fit_explicit_als, True),
+    **{f"knn-{sim}": (fit_engine(item_knn, ItemKnnConfig(similarity=sim, neighbours=20, transform="raw")), True)
+       for sim in ("cosine", "bm25", "tfidf")},
+    "bpr": (fit_engine(bpr, BprConfig(factors=4, learning_rate=0.05, iterations=200, seed=1)), True),
+    "lmf": (fit_engine(lmf, LmfConfig(factors=4, iterations=60, neg_prop=5, seed=1)), True),
+    "lightfm-warp": (fit_engine(lightfm_rank, LightFmConfig(components=4, epochs=40, seed=1)), True),
+    "neural-mf": (fit_engine(neural_mf, NeuralMfConfig(factors=2, learning_rate=0.05, epochs=30, batch=64, seed=1)), True),  # rank 2 as ALS: with more, sampled negatives teach it each gap
 }
+SPARK_ENGINES = {"als-spark", "als-explicit"}
+DATA = {"als-explicit": rated_checkerboard}  # a rating model learns dislikes from low ratings, not from absence
 
 
 @pytest.fixture(params=sorted(FACTORIES), ids=sorted(FACTORIES))
 def fitted(request, tmp_path):
     fit, personalized = FACTORIES[request.param]
     spark = None
-    if request.param == "als-spark":
+    if request.param == "neural-mf":
+        pytest.importorskip("torch", reason="neural MF needs torch, an optional extra")
+    if request.param in SPARK_ENGINES:
         pytest.importorskip("pyspark")
         spark = request.getfixturevalue("spark")
-    train = checkerboard()
+    train = DATA.get(request.param, checkerboard)()
     return request.param, fit(train, tmp_path, spark), personalized, train, (fit, spark, tmp_path)
 
 

@@ -1,18 +1,22 @@
-"""The two kinds of fitted model: a score per track (popularity) and factor matrices (ALS)."""
+"""The kinds of fitted model: a score per track (popularity), factor matrices (ALS, BPR, LMF,
+LightFM, explicit ALS) and item-item similarities (item-kNN, in ``item_knn.py``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipeline.paths import atomic_dir
 
-__all__ = ["Recommender", "PopularityModel", "FactorModel", "load"]
+if TYPE_CHECKING:
+    from pipeline.models.item_knn import ItemKnnModel
+
+__all__ = ["Recommender", "PopularityModel", "FactorModel", "load", "write_model"]
 
 
 class Recommender(Protocol):
@@ -25,6 +29,19 @@ class Recommender(Protocol):
         ...
 
     def save(self, path: Path) -> Path: ...
+
+
+def write_model(path: Path, kind: str, params: dict[str, Any], arrays: dict[str, Any]) -> Path:
+    """Write a model folder atomically: ``model.json`` (kind, params), ``<name>.npy`` or, for sparse, ``<name>.npz``."""
+    with atomic_dir(path) as tmp:
+        tmp.mkdir(parents=True)
+        for name, a in arrays.items():
+            if sp.issparse(a):
+                sp.save_npz(tmp / f"{name}.npz", a)
+            else:
+                np.save(tmp / f"{name}.npy", a)
+        (tmp / "model.json").write_text(json.dumps({"kind": kind, "params": params}, indent=1))
+    return Path(path)
 
 
 def _rows(m: sp.csr_matrix | None, users: np.ndarray) -> sp.csr_matrix | None:
@@ -45,11 +62,7 @@ class PopularityModel:
         return topk_for_scores(self.scores.astype(np.float32), k, n_users=len(users), exclude=_rows(exclude, users))
 
     def save(self, path: Path) -> Path:
-        with atomic_dir(path) as tmp:
-            tmp.mkdir(parents=True)
-            np.save(tmp / "scores.npy", self.scores)
-            (tmp / "model.json").write_text(json.dumps({"kind": "popularity", "params": self.params}, indent=1))
-        return Path(path)
+        return write_model(path, "popularity", self.params, {"scores": self.scores})
 
 
 @dataclass
@@ -77,16 +90,12 @@ class FactorModel:
         return np.where(ranked >= 0, catalogue[np.maximum(ranked, 0)], -1).astype(np.int32)
 
     def save(self, path: Path) -> Path:
-        with atomic_dir(path) as tmp:
-            tmp.mkdir(parents=True)
-            np.save(tmp / "user_factors.npy", self.user_factors)
-            np.save(tmp / "item_factors.npy", self.item_factors)
-            np.save(tmp / "item_mask.npy", self.item_mask)
-            (tmp / "model.json").write_text(json.dumps({"kind": "factors", "params": self.params}, indent=1))
-        return Path(path)
+        return write_model(path, "factors", self.params, {"user_factors": self.user_factors,
+                                                          "item_factors": self.item_factors,
+                                                          "item_mask": self.item_mask})
 
 
-def load(path: Path) -> PopularityModel | FactorModel:
+def load(path: Path) -> "PopularityModel | FactorModel | ItemKnnModel":
     """Load a model folder written by ``save``."""
     path = Path(path)
     meta_file = path / "model.json"
@@ -95,6 +104,10 @@ def load(path: Path) -> PopularityModel | FactorModel:
     meta = json.loads(meta_file.read_text())
     if meta["kind"] == "popularity":
         return PopularityModel(np.load(path / "scores.npy"), meta["params"])
+    if meta["kind"] == "item_knn":
+        from pipeline.models.item_knn import ItemKnnModel
+
+        return ItemKnnModel.load(path, meta["params"])
     return FactorModel(
         np.load(path / "user_factors.npy", mmap_mode="r"),
         np.load(path / "item_factors.npy"),
