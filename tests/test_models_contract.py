@@ -74,7 +74,7 @@ def fit_engine(module, cfg):
 
 
 def fit_explicit_als(train, tmp_path, spark):
-    return als_explicit.fit(train, ExplicitAlsConfig(rank=2, reg_param=0.05, max_iter=15, transform="raw", seed=1),
+    return als_explicit.fit(train, ExplicitAlsConfig(rank=2, reg_param=0.05, max_iter=10, transform="raw", seed=1),
                             spark=spark)
 
 
