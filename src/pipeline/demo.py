@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.dagtest import DagTestFollower, TaskResult
+from pipeline.tasklogs import write_task_logs
 
 __all__ = ["DAG_ID", "run", "progress_line"]
 
@@ -77,6 +78,8 @@ def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, spark_info: b
             print(f"\nInterrupted. Full log: {_show(log_path)}", file=out)
             return 130
     seconds = time.monotonic() - began
+    # `dags test` writes no task log file: without these, the UI's Logs tab asks a log server that never ran
+    write_task_logs(log_path, Path(os.environ.get("AIRFLOW_HOME") or home / "airflow"))
     failed = [r for r in follower.results if r.state not in ("success", "up_for_retry")]
     if code != 0 or follower.run_state != "success" or failed:
         _print_failure(failed, follower, code, out)
