@@ -95,12 +95,13 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
     assert all(m[1] == "ok" for m in progress), terminal
     figures = {m[2]: m[5] for m in progress}
     assert re.fullmatch(r"[\d,]+ rows kept, 0 quarantined", figures["validate"])
-    assert re.fullmatch(r"[\d,]+ rows out, [\d,]+ duplicates dropped", figures["dedup_and_map"])
-    assert re.fullmatch(r"train [\d,]+ / val [\d,]+ / test [\d,]+ rows", figures["split"])
-    assert figures["popularity_sweep"] == "4 configurations done, 0 failed"
-    assert re.fullmatch(r"rank=16 reg=0.1 alpha=\S+: val MAP@100 0\.\d{4}  \(\d done, 0 failed\)", figures["als_sweep"])
-    assert re.fullmatch(r"best .+: val MAP@100 0\.\d{4}", figures["select_best"])
-    assert re.fullmatch(r"\S+ .*recall@100 [01]\.\d{3}", figures["build_index"])
+    assert re.fullmatch(r"[\d,]+ listens, [\d,]+ duplicates dropped", figures["dedup_and_map"])
+    assert re.fullmatch(r"train [\d,]+, val [\d,]+, test [\d,]+", figures["split"])
+    assert re.fullmatch(r"4 configurations, best .+ val MAP@100 0\.\d{4}", figures["popularity_sweep"])
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4}  \(\d done, 0 failed\)",
+                        figures["als_sweep"])
+    assert re.fullmatch(r"best of 6 \(0 failed\): .+ val MAP@100 0\.\d{4}", figures["select_best"])
+    assert re.fullmatch(r"\S+ .*: recall@100 [01]\.\d{3}", figures["build_index"])
     assert figures["promote"] == "music-recs v1 -> @champion"
     report = subprocess.run([str(BIN / "pipeline"), "report"], env={**os.environ}, capture_output=True, text=True,
                             timeout=300)
