@@ -291,5 +291,7 @@ def _write_data_docs(ctx: Any, result: Any, docs_dir: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - docs are a report; the validation itself stands
         log.warning("could not render Data Docs HTML (%s); the JSON result is still written", exc)
         return
+    from pipeline.datadocs import offline
+
     docs_dir.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "validation.html").write_text(html, encoding="utf-8")
+    (docs_dir / "validation.html").write_text(offline(html, docs_dir), encoding="utf-8")
