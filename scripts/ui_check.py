@@ -11,6 +11,8 @@ Checks, failing with one line when one does not hold:
   as ``airflow-graph.png``;
 - the latest run's ``validate`` task shows its log (its key figure is in it) and not "Could not
   read served logs", saved as ``task-log.png``;
+- with ``--data-docs``: the Great Expectations page renders styled (Bootstrap's font) with every
+  network request blocked, saved as ``data-docs.png``;
 - with ``--mlflow-url``: the MLflow UI's registry page (``/#/models``) lists music-recs, saved as
   ``mlflow-registry.png``.
 """
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passwords", type=Path, default=Path("var/airflow/simple_auth_manager_passwords.json.generated"))
     p.add_argument("--browser", default="/usr/bin/chromium")
     p.add_argument("--mlflow-url", help="also open the MLflow UI's model registry (e.g. http://127.0.0.1:5000)")
+    p.add_argument("--data-docs", type=Path, help="also open a run's Data Docs page (ingest/data_docs/validation.html) "
+                                                  "with the network blocked")
     p.add_argument("--out", type=Path, default=Path("var/screenshots"))
     a = p.parse_args(argv)
     try:
@@ -79,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         if "rows kept" not in text:
             return _fail(f"the validate task's Logs tab shows no log of the stage (run {run_id})")
         print(f"task log: validate of {run_id} readable -> {a.out / 'task-log.png'}")
+        if a.data_docs:
+            offline = browser.new_page(viewport={"width": 1400, "height": 900})
+            offline.route("http*://**", lambda route: route.abort())  # what a machine without internet sees
+            offline.goto(a.data_docs.resolve().as_uri(), wait_until="load")
+            offline.wait_for_timeout(1500)
+            font = offline.evaluate("getComputedStyle(document.body).fontFamily")
+            offline.screenshot(path=str(a.out / "data-docs.png"))
+            if "Times" in font or "system" not in font:
+                return _fail(f"the Data Docs page renders unstyled offline (body font {font!r})")
+            print(f"data docs: styled offline -> {a.out / 'data-docs.png'}")
         if a.mlflow_url:
             page.goto(f"{a.mlflow_url.rstrip('/')}/#/models", wait_until="load")
             page.wait_for_timeout(4000)
