@@ -30,9 +30,12 @@ if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
 fi
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
+# a minimal airflow.cfg before Airflow writes its default one, which pins this checkout's absolute paths
+airflow_home() { mkdir -p "$AIRFLOW_HOME"; cp -n "$REPO/scripts/airflow.cfg" "$AIRFLOW_HOME/airflow.cfg"; }
+
 run_component() {
   need airflow
-  mkdir -p "$AIRFLOW_HOME"
+  airflow_home
   case "$1" in
     api-server) exec airflow api-server --host "$BIND_HOST" --port "$PORT" ;;
     # --skip-serve-logs: the log server would listen on every interface; the API server reads
@@ -46,7 +49,8 @@ run_component() {
 
 migrate() {
   need airflow
-  mkdir -p "$AIRFLOW_HOME" "$STATE"
+  airflow_home
+  mkdir -p "$STATE"
   airflow db migrate >"$STATE/airflow-db-migrate.log" 2>&1 \
     || { tail -n 30 "$STATE/airflow-db-migrate.log" >&2; die "airflow db migrate failed (log $STATE/airflow-db-migrate.log)"; }
 }
