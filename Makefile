@@ -38,7 +38,7 @@ demo-data: install
 
 airflow-db: install
 	@mkdir -p $(AIRFLOW_HOME) $(LOGS)
-	@cp -n scripts/airflow.cfg $(AIRFLOW_HOME)/airflow.cfg
+	@test -e $(AIRFLOW_HOME)/airflow.cfg || cp scripts/airflow.cfg $(AIRFLOW_HOME)/airflow.cfg
 	@$(BIN)/airflow db migrate > $(LOGS)/airflow-db-migrate.log 2>&1 || (tail -n 30 $(LOGS)/airflow-db-migrate.log; exit 1)
 
 ## make demo: set up, generate the demo log, run the nightly DAG once, print the result

@@ -31,7 +31,7 @@ fi
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 # a minimal airflow.cfg before Airflow writes its default one, which pins this checkout's absolute paths
-airflow_home() { mkdir -p "$AIRFLOW_HOME"; cp -n "$REPO/scripts/airflow.cfg" "$AIRFLOW_HOME/airflow.cfg"; }
+airflow_home() { mkdir -p "$AIRFLOW_HOME"; [[ -e "$AIRFLOW_HOME/airflow.cfg" ]] || cp "$REPO/scripts/airflow.cfg" "$AIRFLOW_HOME/airflow.cfg"; }
 
 run_component() {
   need airflow
