@@ -94,7 +94,8 @@ def test_nights_after_the_run_date_are_not_ingested(night_by_night, backfill, ni
     for home in (night_by_night[0], backfill[0]):
         assert sorted(increments.committed(home / "curated")) == ["date=2024-03-01", "date=2024-03-02",
                                                                   "date=2024-03-03"]
-        assert pd.to_datetime(curated_rows(home / "curated")["timestamp"]).max() < pd.Timestamp("2024-03-04")
+        assert pd.to_datetime(curated_rows(home / "curated")["timestamp"], utc=True).max() < pd.Timestamp("2024-03-04",
+                                                                                                           tz="UTC")
 
 
 def test_a_re_run_of_a_night_ingests_nothing_and_changes_nothing(spark, night_by_night, nightly_raw):
@@ -116,14 +117,14 @@ def test_the_training_window_holds_only_its_days(spark, night_by_night, tmp_path
     home, runs = night_by_night
     everything = curated_rows(home / "curated")
     window = increments.training_listens(spark, home / "curated", runs[-1]["partitions"], up_to=D3, window_days=2)
-    expected = everything[pd.to_datetime(everything["timestamp"]) >= pd.Timestamp("2024-03-02")]
+    expected = everything[pd.to_datetime(everything["timestamp"], utc=True) >= pd.Timestamp("2024-03-02", tz="UTC")]
     assert 0 < len(expected) < len(everything)
     stats = split.split(window, tmp_path / "split", SplitConfig(), has_timestamps=True, spark=spark,
                         shape=(runs[-1]["n_users_mapped"], runs[-1]["n_tracks_mapped"]),
                         idmap_version=runs[-1]["idmap_version"])
     assert stats["rows_in"] == len(expected)
     got = pd.concat([pd.read_parquet(tmp_path / "split" / s) for s in ("train", "val", "test")])
-    assert pd.to_datetime(got["timestamp"]).min() >= pd.Timestamp("2024-03-02")
+    assert pd.to_datetime(got["timestamp"], utc=True).min() >= pd.Timestamp("2024-03-02", tz="UTC")
     key = ["user_idx", "track_idx", "timestamp", "source_row"]
     assert sorted(map(tuple, got[key].values.tolist())) == sorted(map(tuple, expected[key].values.tolist()))
     full = increments.training_listens(spark, home / "curated", runs[-1]["partitions"], up_to=D3, window_days=0)
