@@ -5,13 +5,10 @@ BIN    := $(CURDIR)/$(VENV)/bin
 LISTENS ?= 200000
 SEED    ?= 0
 
-# The embedded set-up: everything a run writes lives under var/ (git-ignored).
+# Everything a run writes lives under var/ (git-ignored). The rest of the embedded Airflow set-up
+# (AIRFLOW_HOME, DAG folder, Spark connection) is src/pipeline/airflow_env.py's, used by `pipeline demo`
+# and the scripts alike.
 export PIPELINE_HOME ?= $(CURDIR)/var
-export AIRFLOW_HOME ?= $(PIPELINE_HOME)/airflow
-export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
-export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
-export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install demo demo-data airflow-db test test-fast lint clean up down
@@ -37,9 +34,7 @@ demo-data: install
 	  || (tail -n 30 $(LOGS)/synth.log; exit 1)
 
 airflow-db: install
-	@mkdir -p $(AIRFLOW_HOME) $(LOGS)
-	@test -e $(AIRFLOW_HOME)/airflow.cfg || cp scripts/airflow.cfg $(AIRFLOW_HOME)/airflow.cfg
-	@$(BIN)/airflow db migrate > $(LOGS)/airflow-db-migrate.log 2>&1 || (tail -n 30 $(LOGS)/airflow-db-migrate.log; exit 1)
+	@$(BIN)/python -m pipeline.airflow_env --repo $(CURDIR) migrate --log $(LOGS)/airflow-db-migrate.log
 
 ## make demo: set up, generate the demo log, run the nightly DAG once, print the result
 ## (one line per task; Airflow's and Spark's own output goes to $(LOGS)/demo-<time>.log)

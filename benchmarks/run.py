@@ -47,6 +47,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import measure, table  # noqa: E402
 
+from pipeline.airflow_env import embedded_env, prepare  # noqa: E402
 from pipeline.data import SplitData  # noqa: E402
 from pipeline.paths import RunLayout  # noqa: E402
 
@@ -129,13 +130,8 @@ class TreeSampler:
 
 def _env(home: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "PIPELINE_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
+        **os.environ, **embedded_env(home, repo=ROOT),  # the embedded Airflow set-up on local[*]
         "SPARK_LOCAL_DIRS": str(home / "tmp" / "spark"),  # pipeline.spark.spill_dir(), sampled as "spill MB"
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
 
@@ -292,7 +288,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     synth_mem = _run([str(BIN / "pipeline"), "synth", "--out", str(raw), "--listens", str(n), *_synth_args()],
                      env, home / "synth.log")
     synth_s = time.perf_counter() - t0
-    (home / "airflow").mkdir(exist_ok=True)
+    prepare(env, repo=ROOT)  # AIRFLOW_HOME with the minimal airflow.cfg
     _run([str(BIN / "airflow"), "db", "migrate"], env, home / "airflow-migrate.log")
     conf = {"input_path": str(raw), "input_format": "listenbrainz", "ranks": a.ranks, "reg_params": a.reg_params,
             "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a)}

@@ -15,23 +15,19 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 PORT="${AIRFLOW_PORT:-8088}"
 URL="http://$CONNECT_HOST:$PORT"
-export AIRFLOW_HOME="${AIRFLOW_HOME:-$PIPELINE_HOME/airflow}"
-export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# the embedded set-up (AIRFLOW_HOME, DAG and plugin folders, spark_default): src/pipeline/airflow_env.py
+exports="$("$PY" -m pipeline.airflow_env --repo "$REPO" exports)" || die "cannot read the Airflow set-up: run 'make install'"
+eval "$exports"
 export AIRFLOW__API__HOST="$BIND_HOST"
 export AIRFLOW__API__PORT="$PORT"
 # Task processes report to the API server's execution API: on this machine, or where the env says (compose).
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$URL/execution/}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
 PASSWORDS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated}"
-if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
-  export AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'
-fi
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 # a minimal airflow.cfg before Airflow writes its default one, which pins this checkout's absolute paths
-airflow_home() { mkdir -p "$AIRFLOW_HOME"; [[ -e "$AIRFLOW_HOME/airflow.cfg" ]] || cp "$REPO/scripts/airflow.cfg" "$AIRFLOW_HOME/airflow.cfg"; }
+airflow_home() { "$PY" -m pipeline.airflow_env --repo "$REPO" prepare; }
 
 run_component() {
   need airflow

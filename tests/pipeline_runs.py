@@ -9,7 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline import stages
+from pipeline.airflow_env import embedded_env, migrate
 from pipeline.runconfig import RunConfig
+
+
+def airflow_env(home: Path, *, migrate_db: bool = True, **extra: str) -> dict[str, str]:
+    """This process's environment with the embedded Airflow set-up under ``home``
+    (:mod:`pipeline.airflow_env`) on ``local[2]`` with a 2 GB driver, and no MLflow URI, so the run
+    uses its own embedded store; its metadata DB migrated unless ``migrate_db`` is false."""
+    env = {**os.environ, **embedded_env(home, spark_master="local[2]"), "SPARK_DRIVER_MEMORY": "2g", **extra}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if migrate_db:
+        migrate(env)
+    return env
 
 
 def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None) -> dict:

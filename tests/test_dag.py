@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.airflow_env import embedded_env
+
 REPO = Path(__file__).resolve().parents[1]
 DAG_FILE = REPO / "dags" / "music_recs_nightly.py"
 
 
 def airflow_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AIRFLOW_HOME=str(tmp_path / "airflow"), PIPELINE_HOME=str(tmp_path / "home"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-    )
-    return env
+    return {**os.environ, **embedded_env(tmp_path / "home"), "AIRFLOW_HOME": str(tmp_path / "airflow")}
 
 
 def test_dag_parses_without_heavy_imports_or_io(tmp_path):

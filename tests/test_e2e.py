@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_runs import airflow_env
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +50,7 @@ def demo_run(tmp_path_factory):
 
 def _airflow_home(home: Path) -> dict[str, str]:
     """The environment of a run with everything under ``home``, its Airflow database migrated."""
-    env = dict(os.environ)
-    env.update(
-        PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", SPARK_DRIVER_MEMORY="2g",
-    )
-    env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
+    return airflow_env(home)
 
 
 def _pipeline_demo(home: Path, env: dict[str, str], input_path: Path) -> subprocess.CompletedProcess:
@@ -285,10 +277,7 @@ def test_rerunning_the_same_logical_date_gives_the_same_outputs_and_no_duplicate
     exp = c.get_experiment_by_name("music-recs").experiment_id
     runs_before = len(c.search_runs([exp], "", max_results=1000))
     versions_before = len(c.search_model_versions("name = 'music-recs'"))
-    env = {**os.environ, "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SPARK_DRIVER_MEMORY": "2g"}
+    env = airflow_env(home, migrate_db=False)
     conf = {**CONF, "input_path": str(home / "data" / "demo")}
     out = subprocess.run([str(BIN / "airflow"), "dags", "test", "music_recs_nightly", str(logical_date), "-c",
                           json.dumps(conf)], env=env, capture_output=True, text=True, timeout=1200)

@@ -8,7 +8,6 @@ on both nights.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pipeline_runs import airflow_env
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +25,6 @@ CONF = {"input_format": "listenbrainz", "ranks": [8], "reg_params": [0.1], "alph
         "betas": [10], "train_window_days": 0}
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", SPARK_DRIVER_MEMORY="2g",
-    )
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 1200) -> tuple[str, str]:
@@ -55,13 +45,12 @@ def test_two_nights_each_run_ingests_only_its_new_night(tmp_path):
     from pipeline import synth
 
     home = tmp_path / "home"
-    env = _env(home)
+    env = airflow_env(home)
     synth.generate(tmp_path / "log", n_listens=8000, n_users=120, n_tracks=600, start="2026-01-01", days=2, seed=5)
     raw = home / "data" / "nightly"
     landed = json.loads(_run([str(BIN / "pipeline"), "partition", "--input", str(tmp_path / "log"), "--out", str(raw),
                               "--until", "2026-01-01"], env, 600)[0])
     assert landed["written"] == ["date=2026-01-01"] and landed["after_until"] == 1
-    _run([str(BIN / "airflow"), "db", "migrate"], env, 300)
     conf = json.dumps({**CONF, "input_path": str(raw)})
     dags_test = [str(BIN / "airflow"), "dags", "test", "music_recs_nightly"]
 

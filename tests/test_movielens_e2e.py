@@ -5,7 +5,6 @@ every user kept, and the run ends with a promoted model."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_runs import airflow_env
 
 from pipeline.paths import RunLayout
 
@@ -50,13 +50,7 @@ def test_a_movielens_file_from_1996_runs_to_a_promoted_model_on_defaults(tmp_pat
     home = tmp_path / "home"
     ratings = ratings_like_ml_latest_small(home / "data" / "ml")
     assert pd.to_datetime(ratings["timestamp"].min(), unit="s").year == 1996
-    env = dict(os.environ)
-    env.update(PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-               AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", SPARK_DRIVER_MEMORY="2g")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    env = airflow_env(home)
     conf = {"input_path": str(home / "data" / "ml"), "input_format": "movielens", "exclude_seen": True,
             "split_strategy": "random_user", "ranks": [8], "reg_params": [0.1], "alphas": [2.0], "max_iters": [5],
             "betas": [10], "engine": "implicit", "index_kinds": ["hnsw_ip"], "hnsw_M": [8],

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_runs import airflow_env
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +38,9 @@ _pop.fit = _faulty_fit
 
 
 def _env(home: Path, extra_path: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PIPELINE_HOME=str(home), AIRFLOW_HOME=str(home / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", SPARK_DRIVER_MEMORY="2g",
-    )
+    env = airflow_env(home, migrate_db=False)
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra_path), env.get("PYTHONPATH", "")) if p)
-    env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
 
@@ -70,8 +64,7 @@ def home(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("contract")
     synth.generate(home / "data" / "demo", n_listens=12_000, seed=5)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=_env(home), check=True, capture_output=True,
-                   timeout=300)
+    airflow_env(home)  # migrates its metadata DB
     return home
 
 

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.airflow_env import user_env
 from pipeline.dagtest import DagTestFollower, TaskResult
 from pipeline.tasklogs import write_task_logs
 
@@ -55,12 +56,13 @@ def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, spark_info: b
     print(f"Running {dag_id} (airflow dags test); Airflow and Spark output: {_show(log_path)}", file=out, flush=True)
     follower = DagTestFollower(tail_lines=TAIL_LINES)
     tallies: dict[str, Counter] = {}
+    env = _env(home, spark_info)
     began = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                encoding="utf-8", errors="replace", bufsize=1, env=_env(home, spark_info))
+                                encoding="utf-8", errors="replace", bufsize=1, env=env)
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -79,7 +81,7 @@ def run(conf: dict[str, Any], *, home: Path, dag_id: str = DAG_ID, spark_info: b
             return 130
     seconds = time.monotonic() - began
     # `dags test` writes no task log file: without these, the UI's Logs tab asks a log server that never ran
-    write_task_logs(log_path, Path(os.environ.get("AIRFLOW_HOME") or home / "airflow"))
+    write_task_logs(log_path, Path(env["AIRFLOW_HOME"]))
     failed = [r for r in follower.results if r.state not in ("success", "up_for_retry")]
     if code != 0 or follower.run_state != "success" or failed:
         _print_failure(failed, follower, code, out)
@@ -140,13 +142,14 @@ appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
 
 
 def _env(home: Path, spark_info: bool) -> dict[str, str]:
-    """This environment, unbuffered; unless ``spark_info``, Spark's JVMs log at WARN.
+    """This environment with the embedded Airflow set-up under ``home`` (:mod:`pipeline.airflow_env`),
+    unbuffered; unless ``spark_info``, Spark's JVMs log at WARN.
 
     Every Spark JVM of the run (the in-process sessions and each spark-submit driver, local
     mode's executors included) is started by ``spark-submit``, which passes ``SPARK_SUBMIT_OPTS``
     to the JVM; a log4j2 configuration the user already set there is kept.
     """
-    env = dict(os.environ)
+    env = user_env({**os.environ, "PIPELINE_HOME": str(home)})
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they happen, not in 8 kB blocks
     opts = env.get("SPARK_SUBMIT_OPTS", "")
     if not spark_info and "log4j2.configurationFile" not in opts:
