@@ -48,13 +48,33 @@ def test_a_shell_gets_the_same_values_from_the_exports(tmp_path):
                                        expected["AIRFLOW_CONN_SPARK_DEFAULT"]]
 
 
-def test_prepare_writes_the_minimal_config_once(tmp_path):
-    env = embedded_env(tmp_path)
+def test_prepare_writes_the_minimal_config_with_this_homes_shared_secrets_once(tmp_path):
+    import configparser
+
+    def read(cfg):
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(cfg)
+        return parser
+
+    env = embedded_env(tmp_path / "a")
     cfg = prepare(env) / "airflow.cfg"
-    assert cfg.read_text() == (REPO / "scripts" / "airflow.cfg").read_text()
-    cfg.write_text("[core]\nload_examples = False\n# edited by its owner\n")
+    parser = read(cfg)
+    assert cfg.read_text().startswith((REPO / "scripts" / "airflow.cfg").read_text().split("[core]")[0])
+    assert parser["core"]["load_examples"] == "False"
+    shared = {(s, o): parser[s][o] for s, o in [("core", "fernet_key"), ("api", "secret_key"), ("api_auth", "jwt_secret")]}
+    assert all(len(v) >= 16 for v in shared.values()) and cfg.stat().st_mode & 0o077 == 0
+    with cfg.open("a") as f:
+        f.write("# edited by its owner\n")
     prepare(env)
-    assert "edited by its owner" in cfg.read_text()
+    assert "edited by its owner" in cfg.read_text()  # kept as it is: every process reads the same secrets
+    other = read(prepare(embedded_env(tmp_path / "b")) / "airflow.cfg")
+    assert other["api_auth"]["jwt_secret"] != shared["api_auth", "jwt_secret"]  # drawn per home
+
+
+def test_a_secret_the_environment_sets_is_not_written(tmp_path):
+    env = {**embedded_env(tmp_path), "AIRFLOW__API_AUTH__JWT_SECRET": "from-compose"}
+    text = (prepare(env) / "airflow.cfg").read_text()
+    assert "jwt_secret" not in text and "fernet_key" in text
 
 
 def test_outside_a_checkout_the_error_says_what_to_pass(tmp_path):

@@ -14,7 +14,8 @@ A person may point ``AIRFLOW_HOME`` and ``AIRFLOW_CONN_SPARK_DEFAULT`` elsewhere
 standalone Spark master): :func:`user_env` keeps what they set. The DAG and plugin folders always
 come from the checkout. :func:`prepare` puts the minimal ``scripts/airflow.cfg`` into a new
 ``AIRFLOW_HOME`` before Airflow writes its default one, which would pin this checkout's absolute
-paths (a moved checkout would then use the original's metadata DB).
+paths (a moved checkout would then use the original's metadata DB), and adds the secrets all of the
+home's Airflow processes must share.
 
 Shell scripts read the same values: ``eval "$(python -m pipeline.airflow_env --repo "$REPO")"``.
 """
@@ -22,14 +23,19 @@ Shell scripts read the same values: ``eval "$(python -m pipeline.airflow_env --r
 from __future__ import annotations
 
 import argparse
+import base64
+import configparser
+import io
 import json
 import os
 import shlex
-import shutil
+import secrets
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from pipeline.paths import atomic_write_text
 
 __all__ = ["checkout", "embedded_env", "user_env", "prepare", "migrate", "main"]
 
@@ -74,13 +80,39 @@ def user_env(base: Mapping[str, str] | None = None, *, repo: Path | str | None =
     return env
 
 
+# Settings every Airflow process of one home must share. Airflow writes them into the default
+# airflow.cfg it generates; without them each process draws its own at start, and the scheduler's
+# task tokens are refused by the API server ("Invalid auth token"), its sessions and its encrypted
+# connections are unreadable to the others. The variables of the same names (compose sets them) win.
+_SHARED_SECRETS = {
+    ("core", "fernet_key"): lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    ("api", "secret_key"): lambda: secrets.token_urlsafe(16),
+    ("api_auth", "jwt_secret"): lambda: secrets.token_urlsafe(32),
+}
+
+
 def prepare(env: Mapping[str, str], *, repo: Path | str | None = None) -> Path:
-    """Create ``AIRFLOW_HOME`` with the minimal ``airflow.cfg`` (kept if one is there); return it."""
+    """Create ``AIRFLOW_HOME`` with the minimal ``airflow.cfg`` and this home's shared secrets; an
+    existing file is kept and only given the secrets it lacks. Returns ``AIRFLOW_HOME``."""
     airflow_home = Path(env["AIRFLOW_HOME"])
     airflow_home.mkdir(parents=True, exist_ok=True)
     cfg = airflow_home / "airflow.cfg"
-    if not cfg.exists():
-        shutil.copyfile(checkout(repo) / "scripts" / "airflow.cfg", cfg)
+    text = cfg.read_text() if cfg.exists() else (checkout(repo) / "scripts" / "airflow.cfg").read_text()
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    missing = [(section, option) for section, option in _SHARED_SECRETS
+               if not parser.has_option(section, option) and f"AIRFLOW__{section.upper()}__{option.upper()}" not in env]
+    if cfg.exists() and not missing:
+        return airflow_home
+    for section, option in missing:
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, option, _SHARED_SECRETS[section, option]())
+    header = text[: text.find("\n[") + 1]  # the comment block above the first section
+    body = io.StringIO()
+    parser.write(body)
+    atomic_write_text(cfg, header + body.getvalue())
+    cfg.chmod(0o600)  # it holds the secrets
     return airflow_home
 
 
