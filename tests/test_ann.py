@@ -114,7 +114,8 @@ def test_the_index_grid_comes_from_the_dag_params_and_exact_is_always_measured(t
     from pipeline.runconfig import RunConfig
 
     default = RunConfig().index()
-    assert default.kinds == ann.KINDS and default.hnsw_M == (16, 32) and default.annoy_trees == (10, 50)
+    assert default.kinds == ("exact", "hnsw_ip", "ivf_sq8_rerank") and default.hnsw_M == (16, 32)
+    assert default.annoy_trees == (10, 50) and default.ivf_nprobe == (16, 32, 64, 128, 256) and default.sample == 200_000
     lean = RunConfig.from_params({"index_kinds": ["hnsw_ip"], "hnsw_M": [8], "hnsw_ef_construction": "40"}).index()
     assert lean.kinds == ("exact", "hnsw_ip")
     items, users = planted(n_items=3000, n_users=20)
@@ -137,3 +138,75 @@ def test_a_bad_index_grid_is_refused_naming_the_param(bad, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         RunConfig.from_params(bad)
+
+
+def seed_shaped(n_items, n_users=100, rank=25, clusters=40, seed=0):
+    """Factors shaped like an ALS fit on listening data (benchmarks/topk_scale.py): taste clusters, and a
+    norm that grows with popularity, so the long tail of rarely played tracks has short vectors."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, rank))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    v = centers[rng.integers(0, clusters, n_items)] + rng.standard_normal((n_items, rank)) * 0.6 / np.sqrt(rank)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    items = v * (0.05 + np.power(1.0 / (rng.permutation(n_items) + 1.0), 0.35))[:, None]
+    users = centers[rng.integers(0, clusters, n_users)] + rng.standard_normal((n_users, rank)) * 0.8 / np.sqrt(rank)
+    return items.astype(np.float32), (users * rng.lognormal(0, 0.5, (n_users, 1))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def long_tail(tmp_path_factory):
+    items, users = seed_shaped(60_000)
+    choice = ann.tune(items, users, k=100, recall_target=0.95, out_dir=tmp_path_factory.mktemp("tail"),
+                      kinds=("exact", "hnsw_ip", "hnsw_aug", "ivf_sq8_rerank"), hnsw_M=(16,), hnsw_ef=(100, 200))
+    return items, users, choice
+
+
+def test_on_a_long_tail_of_short_vectors_the_inverted_file_keeps_its_recall_where_raw_hnsw_does_not(long_tail):
+    _, _, choice = long_tail
+    best = {kind: max(r["recall"] for r in choice.table if r["kind"] == kind)
+            for kind in ("hnsw_ip", "hnsw_aug", "ivf_sq8_rerank")}
+    assert best["ivf_sq8_rerank"] >= 0.95 and best["hnsw_ip"] < 0.9, best
+    assert best["hnsw_aug"] > best["hnsw_ip"], best  # the extra dimension helps the graph too
+    assert choice.kind == "ivf_sq8_rerank"
+    ivf = [r for r in choice.table if r["kind"] == "ivf_sq8_rerank"]
+    assert [r["params"]["nprobe"] for r in ivf] == [16, 32, 64, 128, 256][: len(ivf)]  # stopped once it held
+    assert ivf[-1]["bytes"] < 40 * len(long_tail[0])  # 8-bit codes: 26 bytes per track plus its id
+
+
+@pytest.mark.parametrize("kind", ["ivf_sq8_rerank", "hnsw_aug"])
+def test_norm_aware_indexes_round_trip_and_refuse_an_altered_file(long_tail, kind, tmp_path):
+    items, users, choice = long_tail
+    rows = [r for r in choice.table if r["kind"] == kind]
+    one = ann.IndexChoice(choice.table, rows[-1], 0.95, choice.files)
+    path = ann.save_index(one, items, tmp_path / kind)
+    from pipeline.topk import topk
+
+    loaded = ann.load_index(path)  # answers as the index that was measured did, from the bundle's files
+    measured = ann._measure(loaded, items, users, topk(users, items, 100), 100)
+    assert measured["recall"] == pytest.approx(rows[-1]["recall"], abs=1e-9)
+    data = bytearray((path / ann._FILES[kind]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (path / ann._FILES[kind]).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt: sha256"):
+        ann.load_index(path)
+
+
+def test_above_the_sample_size_only_the_winner_is_built_at_full_size_and_meets_the_target(tmp_path):
+    items, users = seed_shaped(50_000, n_users=60)
+    choice = ann.tune(items, users, k=50, recall_target=0.9, out_dir=tmp_path, sample=10_000,
+                      kinds=("exact", "hnsw_ip", "ivf_sq8_rerank"), hnsw_M=(8, 16), hnsw_ef=(50, 100))
+    sample = [r for r in choice.table if r["stage"] == "sample"]
+    full = [r for r in choice.table if r["stage"] == "full"]
+    assert {r["kind"] for r in sample} == {"exact", "hnsw_ip", "ivf_sq8_rerank"}
+    assert {r["catalogue"] for r in sample} == {10_000} and {r["catalogue"] for r in full} == {50_000}
+    assert {r["kind"] for r in full} == {"exact", choice.kind} and choice.chosen in full
+    assert choice.chosen["recall"] >= 0.9  # verified on the whole catalogue, not only on the sample
+    assert choice.explored == sample
+    assert len(set(choice.files.values())) == 1 and not (tmp_path / "sample").exists() or \
+        not any((tmp_path / "sample").iterdir())  # the sample's builds are gone
+
+
+def test_the_cell_count_grows_with_the_catalogue_and_leaves_faiss_enough_training_points():
+    assert [ann.ivf_nlist(n) for n in (10, 1000, 60_000, 1_310_083, 6_300_000, 21_800_000)] == \
+        [1, 16, 1024, 8192, 16384, 32768]
+    assert all(ann.ivf_nlist(n) * 40 <= n for n in (40, 1000, 5000, 60_000))

@@ -28,7 +28,7 @@ __all__ = [
     "from_params",
 ]
 
-INDEX_KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip")
+INDEX_KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip", "hnsw_aug", "ivf_sq8_rerank")
 INPUT_FORMATS = ("listenbrainz", "generic", "lastfm1k", "hetrec", "audioscrobbler", "movielens")
 SPLIT_STRATEGIES = ("temporal_user", "temporal_global", "leave_k_out", "random_user")
 POPULARITY_VARIANTS = ("plays_per_listener", "listeners", "plays")
@@ -293,6 +293,9 @@ class IndexConfig:
     hnsw_M: tuple[int, ...] = (16, 32)
     hnsw_ef_construction: int = 200
     hnsw_ef: tuple[int, ...] = (50, 100, 200, 400)
+    ivf_nprobe: tuple[int, ...] = (16, 32, 64, 128, 256)
+    ivf_rerank: int = 4
+    sample: int = 200_000
 
     def __post_init__(self) -> None:
         _in_range("recall_target", self.recall_target, 0.0, 1.0, lo_open=True)
@@ -300,12 +303,16 @@ class IndexConfig:
             raise ValueError(f"n_queries={self.n_queries!r} must be >= 1")
         for kind in self.index_kinds:
             _one_of("index_kinds", kind, INDEX_KINDS)
-        for name in ("annoy_trees", "hnsw_M", "hnsw_ef"):
+        for name in ("annoy_trees", "hnsw_M", "hnsw_ef", "ivf_nprobe"):
             values = getattr(self, name)
             if not values or any(int(v) < 1 for v in values):
                 raise ValueError(f"{name}={list(values)!r} must be a non-empty list of integers >= 1")
         if self.hnsw_ef_construction < 1:
             raise ValueError(f"hnsw_ef_construction={self.hnsw_ef_construction!r} must be >= 1")
+        if self.ivf_rerank < 1:
+            raise ValueError(f"ivf_rerank={self.ivf_rerank!r} must be >= 1")
+        if self.sample < 1000:
+            raise ValueError(f"sample={self.sample!r} must be >= 1000")
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -62,9 +62,10 @@ def build_bundle(
                               recall_target=cfg.recall_target, out_dir=Path(tuning_dir), kinds=cfg.kinds,
                               annoy_trees=cfg.annoy_trees, hnsw_M=cfg.hnsw_M,
                               hnsw_ef_construction=cfg.hnsw_ef_construction, hnsw_ef=cfg.hnsw_ef,
+                              ivf_nprobe=cfg.ivf_nprobe, ivf_rerank=cfg.ivf_rerank, sample=cfg.sample,
                               relevant=val[queries])
             ann.save_index(choice, items, tmp / "index")
-            ann.plot_tradeoffs(choice.table, Path(tuning_dir) / "tradeoffs.png")
+            ann.plot_tradeoffs(choice.explored, Path(tuning_dir) / "tradeoffs.png")
             for f in choice.files.values():  # the chosen one is in the bundle; the others were only measured
                 Path(f).unlink(missing_ok=True)
             meta["index"] = json.loads((tmp / "index" / "index.json").read_text())

@@ -88,8 +88,9 @@ class RunConfig:
     recall_target: float = _setting(0.95, "Recall@K the served index must reach against exact search.",
                                      exclusiveMinimum=0, maximum=1)
     index_kinds: tuple[str, ...] = _setting(
-        ("annoy_dot", "annoy_angular_aug", "hnsw_ip"),
-        "Indexes build_index builds and measures beside exact search (always measured).",
+        ("hnsw_ip", "ivf_sq8_rerank"),
+        "Indexes build_index builds and measures beside exact search (always measured): also annoy_dot, "
+        "annoy_angular_aug and hnsw_aug (norm-aware HNSW).",
         enum=list(INDEX_KINDS[1:]), min_items=0)
     annoy_trees: tuple[int, ...] = _setting((10, 50), "annoy: n_trees to build (search_k: 1, 10 and 50 x n_trees x K).",
                                             minimum=1)
@@ -98,6 +99,13 @@ class RunConfig:
                                          minimum=1)
     hnsw_ef: tuple[int, ...] = _setting((50, 100, 200, 400), "HNSW: ef (search effort) settings measured per M.",
                                         minimum=1)
+    ivf_nprobe: tuple[int, ...] = _setting((16, 32, 64, 128, 256),
+                                           "IVF: cells probed per query, tried in order until the recall target holds.",
+                                           minimum=1)
+    ivf_rerank: int = _setting(4, "IVF: candidates re-ranked by their exact score, as a multiple of K.",
+                               minimum=1, maximum=100)
+    index_sample: int = _setting(200_000, "Tracks every index setting is measured on; above it only the winner "
+                                 "is built over the whole catalogue.", minimum=1000)
     index_queries: int = _setting(200, "Validation users whose queries measure each index's recall and latency.",
                                   minimum=1)
 
@@ -154,7 +162,8 @@ class RunConfig:
     def index(self) -> IndexConfig:
         return IndexConfig(recall_target=self.recall_target, n_queries=self.index_queries,
                            index_kinds=self.index_kinds, annoy_trees=self.annoy_trees, hnsw_M=self.hnsw_M,
-                           hnsw_ef_construction=self.hnsw_ef_construction, hnsw_ef=self.hnsw_ef)
+                           hnsw_ef_construction=self.hnsw_ef_construction, hnsw_ef=self.hnsw_ef,
+                           ivf_nprobe=self.ivf_nprobe, ivf_rerank=self.ivf_rerank, sample=self.index_sample)
 
     def als_configs(self) -> list[AlsConfig]:
         return als_grid(ranks=self.ranks, reg_params=self.reg_params, alphas=self.alphas, max_iters=self.max_iters,
