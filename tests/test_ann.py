@@ -115,7 +115,7 @@ def test_the_index_grid_comes_from_the_dag_params_and_exact_is_always_measured(t
 
     default = RunConfig().index()
     assert default.kinds == ("exact", "hnsw_ip", "ivf_sq8_rerank") and default.hnsw_M == (16, 32)
-    assert default.annoy_trees == (10, 50) and default.ivf_nprobe == (16, 32, 64, 128, 256) and default.sample == 200_000
+    assert default.annoy_trees == (10, 50) and default.ivf_nprobe == (16, 32, 64, 128, 256, 512) and default.sample == 200_000
     lean = RunConfig.from_params({"index_kinds": ["hnsw_ip"], "hnsw_M": [8], "hnsw_ef_construction": "40"}).index()
     assert lean.kinds == ("exact", "hnsw_ip")
     items, users = planted(n_items=3000, n_users=20)
@@ -169,7 +169,7 @@ def test_on_a_long_tail_of_short_vectors_the_inverted_file_keeps_its_recall_wher
     assert best["hnsw_aug"] > best["hnsw_ip"], best  # the extra dimension helps the graph too
     assert choice.kind == "ivf_sq8_rerank"
     ivf = [r for r in choice.table if r["kind"] == "ivf_sq8_rerank"]
-    assert [r["params"]["nprobe"] for r in ivf] == [16, 32, 64, 128, 256][: len(ivf)]  # stopped once it held
+    assert [r["params"]["nprobe"] for r in ivf] == [16, 32, 64, 128, 256, 512][: len(ivf)]  # stopped once it held
     assert ivf[-1]["bytes"] < 40 * len(long_tail[0])  # 8-bit codes: 26 bytes per track plus its id
 
 

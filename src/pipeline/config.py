@@ -293,7 +293,7 @@ class IndexConfig:
     hnsw_M: tuple[int, ...] = (16, 32)
     hnsw_ef_construction: int = 200
     hnsw_ef: tuple[int, ...] = (50, 100, 200, 400)
-    ivf_nprobe: tuple[int, ...] = (16, 32, 64, 128, 256)
+    ivf_nprobe: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     ivf_rerank: int = 4
     sample: int = 200_000
 

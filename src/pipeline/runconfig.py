@@ -99,7 +99,7 @@ class RunConfig:
                                          minimum=1)
     hnsw_ef: tuple[int, ...] = _setting((50, 100, 200, 400), "HNSW: ef (search effort) settings measured per M.",
                                         minimum=1)
-    ivf_nprobe: tuple[int, ...] = _setting((16, 32, 64, 128, 256),
+    ivf_nprobe: tuple[int, ...] = _setting((16, 32, 64, 128, 256, 512),
                                            "IVF: cells probed per query, tried in order until the recall target holds.",
                                            minimum=1)
     ivf_rerank: int = _setting(4, "IVF: candidates re-ranked by their exact score, as a multiple of K.",
