@@ -54,16 +54,14 @@ def build_bundle(
             meta["precomputed_depth"] = _precompute(model, data, max(k, PRECOMPUTED_MIN), exclude_seen,
                                                     tmp / "precomputed.parquet")
         if isinstance(model, models.FactorModel):
-            val = data.truth("val")
-            users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(data.train.indptr) > 0))
-            queries = np.random.default_rng(0).choice(users, size=min(cfg.n_queries, len(users)), replace=False)
             items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-            choice = ann.tune(items, np.asarray(model.user_factors[queries], dtype=np.float32), k=k,
+            vectors, relevant = _queries(model, items, data, info.get("params") or {}, cfg.n_queries)
+            choice = ann.tune(items, vectors, k=k,
                               recall_target=cfg.recall_target, out_dir=Path(tuning_dir), kinds=cfg.kinds,
                               annoy_trees=cfg.annoy_trees, hnsw_M=cfg.hnsw_M,
                               hnsw_ef_construction=cfg.hnsw_ef_construction, hnsw_ef=cfg.hnsw_ef,
                               ivf_nprobe=cfg.ivf_nprobe, ivf_rerank=cfg.ivf_rerank, sample=cfg.sample,
-                              relevant=val[queries])
+                              relevant=relevant)
             ann.save_index(choice, items, tmp / "index")
             ann.plot_tradeoffs(choice.explored, Path(tuning_dir) / "tradeoffs.png")
             for f in choice.files.values():  # the chosen one is in the bundle; the others were only measured
@@ -72,6 +70,30 @@ def build_bundle(
             meta["tuning"] = choice.table
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
     return meta
+
+
+def _queries(model: Any, items: np.ndarray, data: SplitData, params: Mapping[str, Any],
+             n: int) -> tuple[np.ndarray, Any]:
+    """The index's tuning queries and their relevant tracks: what the index will be asked in service.
+
+    Known users are answered from the precomputed lists; the index answers folded-in vectors. So
+    the queries are users folded in from their validation-window listens alone (vectors the model
+    never trained), scored on their test-window tracks; for a factor model without ALS params
+    (nothing to fold in with), the trained vectors of validation users, scored on validation.
+    """
+    from pipeline.foldin import fold_in, gram
+
+    val, test = data.truth("val"), data.truth("test")
+    rng = np.random.default_rng(0)
+    if {"alpha", "reg_param"} <= set(params):
+        users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(test.indptr) > 0))
+        users = np.sort(rng.choice(users, size=min(n, len(users)), replace=False))
+        yty = gram(items)
+        vectors = [fold_in(items, yty, val[u].indices, val[u].data, params) for u in users]
+        return np.asarray(vectors, dtype=np.float32).reshape(len(users), items.shape[1]), test[users]
+    users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(data.train.indptr) > 0))
+    users = rng.choice(users, size=min(n, len(users)), replace=False)
+    return np.asarray(model.user_factors[users], dtype=np.float32), val[users]
 
 
 def _pack(model: Any, model_dir: Path, data: SplitData, tracks: Path, idmap_root: Path, fallback_model_dir: Path,
