@@ -13,7 +13,12 @@ The score is the inner product <user, item>. Kinds:
 - ``ivf_sq8_rerank``: faiss inverted file over the augmented items (``nlist`` k-means cells by L2,
   :func:`ivf_nlist`), 8-bit scalar-quantised codes (26 bytes per track at rank 25); a query scans its
   ``nprobe`` nearest cells and re-ranks the ``rerank`` x K best candidates by their exact inner
-  product with the float32 factors (which the bundle keeps anyway, for fold-in).
+  product with the float32 factors (which the bundle keeps anyway, for fold-in);
+- ``norm_ranges``: the items sorted by norm and cut into ranges that double in size; a query scores
+  range after range, longest vectors first, and stops when the K-th best score so far is at least
+  the next range's largest norm times the query's (Cauchy-Schwarz: nothing further can enter).
+  Exact by construction (recall 1, ties aside); how much it skips depends on how concentrated the
+  norms are, which the tuning measures like any other setting.
 
 :func:`tune` measures, for every setting, recall@K against the exact top-K on query users,
 p50/p99 single-query latency, build seconds and index bytes, and picks the fastest setting
@@ -41,7 +46,7 @@ __all__ = ["KINDS", "IndexChoice", "Index", "exact_query", "tune", "choose", "sa
 
 KINDS = INDEX_KINDS
 _FILES = {"annoy_dot": "index.ann", "annoy_angular_aug": "index.ann", "hnsw_ip": "index.hnsw", "hnsw_aug": "index.hnsw",
-          "ivf_sq8_rerank": "index.faiss", "exact": "item_factors.npy"}
+          "ivf_sq8_rerank": "index.faiss", "norm_ranges": "norm_ranges.npz", "exact": "item_factors.npy"}
 _AUGMENTED = ("annoy_angular_aug", "hnsw_aug", "ivf_sq8_rerank")  # queries get a 0 in the extra dimension
 REACH = 0.10  # a kind whose best recall is this far below the target after a build gets no bigger build
 
@@ -76,6 +81,58 @@ def _augment(items: np.ndarray) -> tuple[np.ndarray, float]:
     return np.hstack([items, extra[:, None]]).astype(np.float32), big
 
 
+@dataclass(frozen=True)
+class NormRanges:
+    """Items sorted by norm, longest first (``order[i]`` is the item at sorted row ``i``), cut at ``starts``."""
+
+    items: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    max_norm: np.ndarray  # the largest norm in each range
+
+    FIRST = 1024  # the first range's size; each next one is twice the size
+
+    @classmethod
+    def build(cls, items: np.ndarray) -> "NormRanges":
+        norms = np.linalg.norm(items, axis=1)
+        order = np.argsort(-norms, kind="stable")
+        starts, size = [0], cls.FIRST
+        while starts[-1] + size < len(items):
+            starts.append(starts[-1] + size)
+            size *= 2
+        starts = np.asarray(starts, dtype=np.int64)
+        return cls(np.ascontiguousarray(items[order]), order.astype(np.int64), starts, norms[order][starts])
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, items=self.items, order=self.order, starts=self.starts, max_norm=self.max_norm)
+
+    @classmethod
+    def load(cls, path: Path) -> "NormRanges":
+        with np.load(path) as z:
+            return cls(z["items"], z["order"], z["starts"], z["max_norm"])
+
+    def query(self, q: np.ndarray, k: int) -> np.ndarray:
+        """The exact top ``k`` by inner product, best first, ties by item index ascending."""
+        q_norm = float(np.linalg.norm(q))
+        ends = [*self.starts[1:], len(self.items)]
+        rows = np.zeros(0, dtype=np.int64)
+        scores = np.zeros(0, dtype=np.float32)
+        for r, (lo, hi) in enumerate(zip(self.starts, ends)):
+            if len(rows) >= k and scores.min() >= self.max_norm[r] * q_norm:
+                break  # no item of this range or a later one can score above the K-th so far
+            block = self.items[lo:hi] @ q
+            rows = np.concatenate([rows, np.arange(lo, hi)])
+            scores = np.concatenate([scores, block])
+            if len(rows) > k:
+                keep = np.argpartition(-scores, k - 1)[:k]
+                kth = scores[keep].min()
+                keep = np.flatnonzero(scores >= kth)  # every item tied with the K-th stays a candidate
+                rows, scores = rows[keep], scores[keep]
+        ids = self.order[rows]
+        return ids[np.lexsort((ids, -scores))][:k]
+
+
 @dataclass
 class Index:
     """A loaded index of one kind; ``query(user_vec, k)`` returns item indices, best first."""
@@ -89,6 +146,8 @@ class Index:
         q = np.asarray(user_vec, dtype=np.float32)
         if self.kind == "exact":
             return exact_query(self.items, q, k)
+        if self.kind == "norm_ranges":
+            return self.impl.query(q, k)
         qa = np.append(q, np.float32(0.0)) if self.kind in _AUGMENTED else q
         if self.kind in ("hnsw_ip", "hnsw_aug"):
             self.impl.set_ef(max(int(self.params["ef"]), k))
@@ -120,6 +179,11 @@ def _build(kind: str, items: np.ndarray, params: dict[str, Any], path: Path) -> 
         impl.add_items(vecs, np.arange(len(vecs)), num_threads=-1)
         built = time.perf_counter() - t0
         impl.save_index(str(path))
+        return Index(kind, dict(params), impl), built
+    if kind == "norm_ranges":
+        impl = NormRanges.build(items)
+        built = time.perf_counter() - t0
+        impl.save(path)
         return Index(kind, dict(params), impl), built
     if kind == "ivf_sq8_rerank":
         import faiss
@@ -276,6 +340,12 @@ def _grid(
             files[_key("ivf_sq8_rerank", params)] = str(path)
             if table[-1]["recall"] >= recall_target:
                 break  # more cells probed only cost more time
+    if "norm_ranges" in kinds:
+        path = out_dir / "norm_ranges.npz"
+        index, built = _build("norm_ranges", items, {"first": NormRanges.FIRST}, path)
+        table.append({"kind": "norm_ranges", "params": {"first": NormRanges.FIRST}, "build_s": built,
+                      "bytes": path.stat().st_size, **_measure(index, items, queries, truth, k, relevant)})
+        files[_key("norm_ranges", table[-1]["params"])] = str(path)
     return table, files
 
 
@@ -380,6 +450,8 @@ def load_index(path: Path) -> Index:
         import faiss
 
         return Index(kind, meta["params"], faiss.read_index(str(file)), items)
+    if kind == "norm_ranges":
+        return Index(kind, meta["params"], NormRanges.load(file))
     from annoy import AnnoyIndex
 
     impl = AnnoyIndex(rank + 1 if kind == "annoy_angular_aug" else rank, "angular" if kind == "annoy_angular_aug" else "dot")

@@ -28,7 +28,7 @@ __all__ = [
     "from_params",
 ]
 
-INDEX_KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip", "hnsw_aug", "ivf_sq8_rerank")
+INDEX_KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip", "hnsw_aug", "ivf_sq8_rerank", "norm_ranges")
 INPUT_FORMATS = ("listenbrainz", "generic", "lastfm1k", "hetrec", "audioscrobbler", "movielens")
 SPLIT_STRATEGIES = ("temporal_user", "temporal_global", "leave_k_out", "random_user")
 POPULARITY_VARIANTS = ("plays_per_listener", "listeners", "plays")

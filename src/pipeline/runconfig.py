@@ -88,7 +88,7 @@ class RunConfig:
     recall_target: float = _setting(0.95, "Recall@K the served index must reach against exact search.",
                                      exclusiveMinimum=0, maximum=1)
     index_kinds: tuple[str, ...] = _setting(
-        ("hnsw_ip", "ivf_sq8_rerank"),
+        ("hnsw_ip", "ivf_sq8_rerank", "norm_ranges"),
         "Indexes build_index builds and measures beside exact search (always measured): also annoy_dot, "
         "annoy_angular_aug and hnsw_aug (norm-aware HNSW).",
         enum=list(INDEX_KINDS[1:]), min_items=0)
