@@ -199,7 +199,7 @@ def test_above_the_sample_size_only_the_winner_is_built_at_full_size_and_meets_t
     full = [r for r in choice.table if r["stage"] == "full"]
     assert {r["kind"] for r in sample} == {"exact", "hnsw_ip", "ivf_sq8_rerank"}
     assert {r["catalogue"] for r in sample} == {10_000} and {r["catalogue"] for r in full} == {50_000}
-    assert {r["kind"] for r in full} == {"exact", choice.kind} and choice.chosen in full
+    assert {r["kind"] for r in full} == {"exact", choice.kind} and choice.chosen in full  # no norm_ranges asked
     assert choice.chosen["recall"] >= 0.9  # verified on the whole catalogue, not only on the sample
     assert choice.explored == sample
     assert len(set(choice.files.values())) == 1 and not (tmp_path / "sample").exists() or \
@@ -235,3 +235,11 @@ def test_norm_ranges_skip_most_of_a_long_tail(long_tail):
     exact = next(r for r in choice.table if r["kind"] == "exact")
     assert row["recall"] == 1.0 and row["bytes"] < 120 * 60_000
     assert choice.kind in ("norm_ranges", "ivf_sq8_rerank")  # not exact: an index meets the target faster
+
+
+def test_norm_ranges_are_measured_at_full_size_whatever_won_the_sample(tmp_path):
+    items, users = seed_shaped(30_000, n_users=40)
+    choice = ann.tune(items, users, k=50, recall_target=0.9, out_dir=tmp_path, sample=5_000,
+                      kinds=("exact", "ivf_sq8_rerank", "norm_ranges"))
+    full = {r["kind"] for r in choice.table if r["stage"] == "full"}
+    assert {"exact", "norm_ranges"} <= full and choice.chosen["stage"] == "full"

@@ -361,8 +361,8 @@ def tune(
     Up to ``sample`` tracks, every kind and setting is built and measured on the whole catalogue.
     Above it, they are measured on a random sample of ``sample`` tracks (against the exact top-``k``
     of that sample), and only the kind and build that won there is built at full size, where its
-    query-time settings are measured in order until the target holds; ``exact`` is measured at full
-    size too and is chosen when nothing else meets the target. Rows carry ``stage`` (``sample`` or
+    query-time settings are measured in order until the target holds; ``exact`` (chosen when nothing
+    else meets the target) and ``norm_ranges`` (a sort to build) are measured at full size too. Rows carry ``stage`` (``sample`` or
     ``full``) and ``catalogue`` (the tracks they were measured on).
 
     With ``relevant`` (CSR, one row of held-out tracks per query user) each full-size row also
@@ -388,7 +388,9 @@ def tune(
             r.update(stage="sample", catalogue=sample)
         _speedups(explored)
         won = choose(explored, recall_target)
-        kinds = ("exact", won["kind"]) if won["kind"] != "exact" else ("exact",)
+        # exact and norm_ranges cost no real build (a sort), and their speed depends on the catalogue's size
+        # and shape more than a graph's or an inverted file's: they are measured at full size anyway
+        kinds = tuple(dict.fromkeys(k for k in ("exact", won["kind"], "norm_ranges") if k in (*kinds, "exact")))
         p = won["params"]
         grid.update(annoy_trees=(p.get("n_trees", 0),), hnsw_M=(p.get("M", 0),))  # the winning build only
     table, files = _grid(items, queries, topk(queries, items, k), out_dir=out_dir, kinds=kinds, relevant=relevant,
