@@ -148,7 +148,8 @@ def main() -> None:
             local[source] = percentiles(ms)
         del bundle
         mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-        with mlflow.start_run():
+        experiment = mlflow.create_experiment("serve-http", artifact_location=(tmp / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
             info = mlflow.pyfunc.log_model(name="model", python_model=MusicRecsModel(),
                                            artifacts={"bundle": str(tmp / "bundle")}, signature=signature(),
                                            pip_requirements=[])
