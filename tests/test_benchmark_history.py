@@ -83,3 +83,23 @@ def test_history_appends_and_each_scale_lists_only_its_own_runs(run, tmp_path):
 
 def test_without_history_a_section_has_no_runs_table(run):
     assert "Every recorded run" not in run.render([result(1_000_000, "2026-12-02 06:53", 189.0, 0.1)], [])
+
+
+def test_every_index_kind_of_a_sampled_tuning_gets_a_row_that_says_where_it_was_measured(run, tmp_path):
+    """BENCHMARKS.md reads build_index's own table: sample rows (no precision) and every kind included."""
+    import numpy as np
+
+    from pipeline import ann
+
+    rng = np.random.default_rng(0)
+    items = (rng.standard_normal((20_000, 8)) * rng.lognormal(0, 1, (20_000, 1))).astype(np.float32)
+    queries = rng.standard_normal((20, 8)).astype(np.float32)
+    choice = ann.tune(items, queries, k=10, recall_target=0.9, out_dir=tmp_path, sample=5_000,
+                      kinds=("hnsw_ip", "hnsw_aug", "ivf_sq8_rerank", "norm_ranges"), hnsw_M=(8,), hnsw_ef=(50,),
+                      ivf_nprobe=(16,))
+    rows = run.index_rows(choice.table)
+    assert len(rows) == len(choice.table)
+    sampled = [r["what"] for r in rows if "[sample of 5,000 tracks]" in r["what"]]
+    assert any(w.startswith("IVF SQ8 + exact re-rank") for w in sampled)
+    assert any(w.startswith("norm ranges (exact)") for w in sampled)
+    assert any(r["what"].startswith("exact single-user scoring") and "sample" not in r["what"] for r in rows)
