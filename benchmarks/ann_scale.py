@@ -1,7 +1,7 @@
 """The served index at the seed's catalogue sizes: what build_index does, on seed-shaped factors.
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/ann_scale.py [--tracks 1310083 6300000 21800000]
-        [--queries 200] [--kinds annoy_dot,hnsw_ip,hnsw_aug,ivf_sq8_rerank]
+        [--queries 200] [--kinds annoy_dot,hnsw_ip,hnsw_aug,ivf_sq8_rerank] [--norms flat]
 
 For each catalogue size, in one run: item factors shaped like an ALS fit on listening data
 (``topk_scale.factors``: taste clusters, norms growing with popularity, so the long tail of rarely
@@ -12,6 +12,10 @@ a 200,000-track sample, the winner built at full size and its query-time effort 
 recall@100 against exact search is at least 0.95). Exact search is measured on the same queries
 in the same run. The table goes to stdout and to ``benchmarks/results/ann-scale.md``; each size is
 a line in ``benchmarks/results/history.jsonl`` (``"bench": "ann_scale"``).
+
+``--norms flat`` gives every track a norm within a few percent of 1 (the same directions): the case
+where ``norm_ranges`` cannot stop early and the choice has to fall to a graph or an inverted file.
+Its table goes to ``benchmarks/results/ann-scale-flat.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import measure, table  # noqa: E402
 from topk_scale import factors  # noqa: E402
@@ -38,10 +44,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def one_size(n: int, n_queries: int, kinds: tuple[str, ...] | None) -> dict:
+def flatten(items: np.ndarray, seed: int = 1, chunk: int = 1 << 20) -> np.ndarray:
+    """The same directions with norms 1 +- 5%: no long tail of short vectors (in place)."""
+    rng = np.random.default_rng(seed)
+    for lo in range(0, len(items), chunk):
+        part = items[lo : lo + chunk]
+        part *= ((1.0 + 0.05 * rng.standard_normal(len(part))) / np.linalg.norm(part, axis=1)).astype(np.float32)[:, None]
+    return items
+
+
+def one_size(n: int, n_queries: int, kinds: tuple[str, ...] | None, norms: str = "seed") -> dict:
     cfg = RunConfig(index_kinds=kinds) if kinds else RunConfig()
     grid = cfg.index()
     users, items = factors(n, n_queries, seed=0)
+    if norms == "flat":
+        flatten(items)
     with tempfile.TemporaryDirectory() as tmp, measure() as m:
         t0 = time.perf_counter()
         choice = ann.tune(items, users, k=100, recall_target=grid.recall_target, out_dir=Path(tmp), kinds=grid.kinds,
@@ -51,7 +68,7 @@ def one_size(n: int, n_queries: int, kinds: tuple[str, ...] | None) -> dict:
         seconds = time.perf_counter() - t0
     exact = next(r for r in choice.table if r["kind"] == "exact" and r["stage"] == "full")
     c = choice.chosen
-    return {"bench": "ann_scale", "tracks": n, "queries": n_queries, "kinds": list(grid.kinds),
+    return {"bench": "ann_scale", "norms": norms, "tracks": n, "queries": n_queries, "kinds": list(grid.kinds),
             "tune_s": seconds, "peak_mb": m.peak_mb, "kind": c["kind"], "params": c["params"],
             "recall": c["recall"], "p50_ms": c["p50_ms"], "p99_ms": c["p99_ms"], "exact_p50_ms": exact["p50_ms"],
             "exact_p99_ms": exact["p99_ms"], "speedup_p50": exact["p50_ms"] / c["p50_ms"], "build_s": c["build_s"],
@@ -63,18 +80,21 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, nargs="+", default=[1_310_083, 6_300_000, 21_800_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--kinds", help="index kinds (comma-separated) instead of the DAG's default")
+    ap.add_argument("--norms", choices=("seed", "flat"), default="seed",
+                    help="seed: norms grow with popularity (ALS on listening data); flat: every norm 1 +- 5%%")
     a = ap.parse_args()
     kinds = tuple(a.kinds.split(",")) if a.kinds else None
     started = dt.datetime.now(dt.timezone.utc)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head = (f"Measured by `benchmarks/ann_scale.py` on {started:%Y-%m-%d %H:%M} UTC at {commit or 'an uncommitted tree'}; "
             f"{os.cpu_count()} cores, {platform.platform()}; load average at start {os.getloadavg()[0]:.2f}. "
-            "Seed-shaped factors (rank 25), queries from the same taste clusters, recall@100 against exact search "
+            + ("Seed-shaped factors (rank 25)" if a.norms == "seed" else
+               "Seed-shaped directions (rank 25) with flat norms (1 +- 5%)") + ", queries from the same taste clusters, recall@100 against exact search "
             "on the same queries; single-query p50/p99; build and bytes are the served index's at full size; "
             "tune s is the whole choice (sample grid, full-size build, verification) as build_index spends it.")
     rows, details = [], []
     for n in a.tracks:
-        r = one_size(n, a.queries, kinds)
+        r = one_size(n, a.queries, kinds, a.norms)
         print(f"{n:,} tracks: {r['kind']} {r['params']} recall {r['recall']:.4f}, p50 {r['p50_ms']:.3f} ms "
               f"(exact {r['exact_p50_ms']:.1f} ms, {r['speedup_p50']:.0f}x), build {r['build_s']:.0f} s, "
               f"{r['bytes_per_track']:.0f} B/track, tune {r['tune_s']:.0f} s", flush=True)
@@ -97,7 +117,7 @@ def main() -> None:
         out.append("")
     text = "\n".join(out)
     print("\n" + text)
-    (RESULTS / "ann-scale.md").write_text(text + "\n")
+    (RESULTS / ("ann-scale.md" if a.norms == "seed" else "ann-scale-flat.md")).write_text(text + "\n")
 
 
 if __name__ == "__main__":
