@@ -84,6 +84,8 @@ class Bundle:
     def _track_rows(self, items: np.ndarray) -> list[dict[str, Any]]:
         if items.size == 0:
             return []
+        # in the table's own dtype: searching int64 keys in the int32 column would copy all of it (35 ms at 22M)
+        items = np.asarray(items).astype(self._track_idx.dtype, copy=False)
         pos = np.searchsorted(self._track_idx, items)
         found = (pos < len(self._track_idx)) & (self._track_idx[np.minimum(pos, len(self._track_idx) - 1)] == items)
         if not found.all():
