@@ -168,6 +168,8 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
     for task_id, map_index, rendered, start, end, state in con.execute(
         "select task_id, map_index, rendered_map_index, start_date, end_date, state from task_instance "
         "where dag_id=? and run_id=? order by start_date", (DAG_ID, run_id)):
+        if state == "skipped":  # never ran: a sweep mapped over no configuration (engine_sweep by default)
+            continue
         t0, t1 = _utc(start), _utc(end)
         name = task_id if map_index < 0 else f"{task_id} [{rendered or map_index}]"
         peak = sampler.peak_mb(t0, t1)
@@ -180,7 +182,7 @@ def dag_fit(run_dir: Path) -> dict:
     """The DAG's own Spark ALS fit (an als_sweep result): params and fit seconds."""
     for f in sorted(RunLayout(run_dir).sweep.glob("*/result.json")):
         r = json.loads(f.read_text())
-        if r.get("status") == "ok" and r["params"].get("engine", "spark") == "spark":
+        if r.get("status") == "ok" and r["params"].get("model") == "als" and r["params"].get("engine") == "spark":
             return r
     raise RuntimeError(f"no successful Spark ALS fit under {RunLayout(run_dir).sweep}")
 
@@ -317,7 +319,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     run_dir = next((home / "runs").iterdir())
     layout = RunLayout(run_dir)
     split_table = json.loads(SplitData(layout.split).stats_path.read_text())["table"]
-    ingest_summary = json.loads(layout.ingest_summary.read_text())
+    ingest_summary = json.loads(layout.ingest.summary.read_text())
     test = json.loads(layout.test_metrics.read_text())
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
