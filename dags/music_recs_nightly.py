@@ -5,12 +5,14 @@ Nightly training of the music recommender on implicit feedback (listens).
 
 `start` (the params checked as one run config) → `validate` (Great Expectations, bad rows
 quarantined) → `dedup_and_map` (canonical tracks, exact duplicates dropped, persistent ID map) →
-`split` (temporal, later test window) → `popularity_sweep` and `als_sweep` (Spark ALS, one mapped
-`SparkSubmitOperator` per grid point, submitted to the connection `spark_default`) →
-`select_best` (validation MAP@K) → `test_eval` → `build_index` (annoy and HNSW, tuned against
+`split` (temporal, later test window) → `popularity_sweep`, `als_sweep` (Spark ALS, one mapped
+`SparkSubmitOperator` per grid point, submitted to the connection `spark_default`) and
+`engine_sweep` (one mapped task per configuration of the other families in the `families` param:
+item-kNN, BPR, logistic MF, LightFM, explicit-rating ALS, neural MF) → `select_best` (validation
+MAP@K) → `test_eval` → `build_index` (every known user's exact list; the serving index, tuned against
 exact search) → `promote` (MLflow Model Registry `music-recs`, alias `champion`).
 
-A failing configuration of either sweep fails only itself: `select_best` chooses among the ones
+A failing configuration of any sweep fails only itself: `select_best` chooses among the ones
 that finished.
 
 A date-partitioned `input_path` (`date=YYYY-MM-DD` folders) is ingested as nightly increments:
@@ -88,6 +90,22 @@ def music_recs_nightly():
         BaseHook.get_connection("spark_default")
         return stages.als_submit_kwargs(stages.RunRef.from_airflow(context), splits)
 
+    @task
+    def engine_configs(splits: dict, **context) -> list:
+        from pipeline import stages
+
+        return stages.engine_configs(stages.RunRef.from_airflow(context), splits)
+
+    @task(map_index_template="{{ label }}")
+    def engine_sweep(config: dict, label: str) -> dict:
+        from airflow.sdk import get_current_context
+
+        from pipeline import stages
+
+        context = get_current_context()
+        context["label"] = label  # the mapped task's readable index, e.g. "bpr factors=128 lr=0.01 ..."
+        return stages.engine_fit(stages.RunRef.from_airflow(context), config, map_index=context["ti"].map_index)
+
     @task(trigger_rule="all_done")  # a failed configuration only drops out of the leaderboard
     def select_best(**context) -> dict:
         from pipeline import stages
@@ -123,8 +141,9 @@ def music_recs_nightly():
         map_index_template="{{ task.name }}",
         retries=1,
     ).expand_kwargs(als_configs(splits))
+    engines = engine_sweep.expand_kwargs(engine_configs(splits))
     best = select_best()
-    [baselines, als] >> best
+    [baselines, als, engines] >> best
     promote(build_index(test_eval(best)))
 
 

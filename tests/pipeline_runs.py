@@ -33,6 +33,8 @@ def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None
     stages.popularity(ref, splits)
     for cfg in RunConfig.from_params(params).als_configs():
         stages.als_local(ref, cfg.params())
+    for mapped in stages.engine_configs(ref):
+        stages.engine_fit(ref, mapped["config"])
     best = stages.select(ref)
     if force_selected:
         from pipeline.results import leaderboard

@@ -56,7 +56,8 @@ def test_dag_wires_the_flow(dag):
     assert downstream("dedup_and_map") >= {"split"}
     assert downstream("split") >= {"popularity_sweep", "als_configs"}
     assert downstream("als_configs") >= {"als_sweep"}
-    assert "select_best" in downstream("als_sweep") and "select_best" in downstream("popularity_sweep")
+    assert downstream("split") >= {"engine_configs"} and downstream("engine_configs") >= {"engine_sweep"}
+    assert all("select_best" in downstream(t) for t in ("als_sweep", "popularity_sweep", "engine_sweep"))
     assert "test_eval" in downstream("select_best")
     assert "build_index" in downstream("test_eval")
     assert "promote" in downstream("build_index")
@@ -81,3 +82,6 @@ def test_als_sweep_is_mapped_spark_submit_with_readable_names(dag):
     assert task.operator_name == "SparkSubmitOperator"
     assert task.partial_kwargs.get("conn_id") == "spark_default"
     assert task.partial_kwargs.get("map_index_template") == "{{ task.name }}"
+    engines = dag.get_task("engine_sweep")
+    assert engines.partial_kwargs.get("map_index_template") == "{{ label }}"
+    assert dag.params.get_param("families").schema["items"]["enum"][:3] == ["popularity", "als", "item_knn"]

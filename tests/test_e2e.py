@@ -28,6 +28,9 @@ CONF = {
     "alphas": [0.5, 2.0],
     "max_iters": [6],
     "betas": [10, 1000],
+    # one weak item-kNN configuration: the engine sweep's mapped task runs, and ALS stays the one served
+    "families": ["popularity", "als", "item_knn"],
+    "engine_grids": {"item_knn": [{"similarity": ["cosine"], "neighbours": [2], "transform": ["binary"]}]},
 }
 
 
@@ -92,7 +95,9 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
     assert re.fullmatch(r"4 configurations, best .+ val MAP@100 0\.\d{4}", figures["popularity_sweep"])
     assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4}  \(\d done, 0 failed\)",
                         figures["als_sweep"])
-    assert re.fullmatch(r"best of 6 \(0 failed\): .+ val MAP@100 0\.\d{4}", figures["select_best"])
+    assert re.fullmatch(r"item_knn similarity=cosine K=2 input=binary: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+                        r"\(1 done, 0 failed\)", figures["engine_sweep"])
+    assert re.fullmatch(r"best of 7 \(0 failed\): spark .+ val MAP@100 0\.\d{4}", figures["select_best"])
     assert re.fullmatch(r"\S+ .*: recall@100 [01]\.\d{3}", figures["build_index"])
     assert figures["promote"] == "music-recs v1 -> @champion"
     report = subprocess.run([str(BIN / "pipeline"), "report"], env={**os.environ}, capture_output=True, text=True,
@@ -127,14 +132,14 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     assert parent.data.tags["airflow.dag_run_id"] and len(parent.data.tags["pipeline.input_fingerprint"]) == 16
     kids = tracking.children(parent.info.run_id)
     keys = sorted(r.data.tags["pipeline.config_key"] for r in kids)
-    assert len(kids) == 2 + 2 + 2, keys  # plays_per_listener x 2 betas, listeners, plays, ALS x 2 alphas
+    assert len(kids) == 2 + 2 + 2 + 1, keys  # plays_per_listener x 2 betas, listeners, plays, ALS x 2 alphas, item-kNN
     for r in kids:
         assert r.info.status == "FINISHED"
         assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
         for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval
             low, value, high = (r.data.metrics[f"val_{m}_at_100{s}"] for s in ("_ci_low", "", "_ci_high"))
             assert low <= value <= high, (m, low, value, high)
-        assert r.data.params["model"] in {"als", "popularity"}
+        assert r.data.params["model"] in {"als", "popularity", "item_knn"}
     winners = [r for r in kids if r.data.tags.get("pipeline.winner") == "true"]
     assert len(winners) == 1
     best = max(kids, key=lambda r: r.data.metrics["val_map_at_100"])
@@ -259,6 +264,13 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
                                          map_index=map_index)
         found = c.search_runs([exp], flt)
         assert len(found) == 1 and found[0].data.params["model"] == "als"
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        (map_index, label, run_id), = db.execute("select map_index, rendered_map_index, run_id from task_instance "
+                                                 "where task_id = 'engine_sweep'").fetchall()
+    assert label == "item_knn similarity=cosine K=2 input=binary"
+    found = c.search_runs([exp], mlflow_links.search_filter(dag_id="music_recs_nightly", run_id=run_id,
+                                                            task_id="engine_sweep", map_index=map_index))
+    assert len(found) == 1 and found[0].data.params["model"] == "item_knn"
 
 
 def test_rerunning_the_same_logical_date_gives_the_same_outputs_and_no_duplicates(demo_run):

@@ -54,3 +54,35 @@ def test_fold_in_refuses_repeated_items_and_gives_zero_for_nothing(fitted):
     with pytest.raises(ValueError, match="distinct items"):
         fold_in(items, gram(items), np.array([1, 1]), np.array([1.0, 2.0]), params)
     assert not fold_in(items, gram(items), np.array([], dtype=int), np.array([]), params).any()
+
+
+def test_explicit_als_folds_in_by_its_ridge_step_and_recovers_a_users_ratings():
+    rng = np.random.default_rng(3)
+    items = rng.normal(size=(500, 8)).astype(np.float32)
+    truth = rng.normal(size=8)
+    rated = rng.choice(500, size=40, replace=False)
+    ratings = items[rated].astype(np.float64) @ truth  # ratings a user with vector `truth` would give
+    params = {"model": "als_explicit", "reg_param": 0.0, "transform": "raw"}
+    x = fold_in(items, gram(items), rated, ratings, params)
+    assert np.allclose(x, truth, atol=1e-3)
+    # with a penalty the vector shrinks toward zero, scaled by the number of rated tracks as Spark's ALS-WR
+    shrunk = fold_in(items, gram(items), rated, ratings, {**params, "reg_param": 1.0})
+    y = items[rated].astype(np.float64)
+    assert np.allclose(shrunk, np.linalg.solve(y.T @ y + 40 * np.eye(8), y.T @ ratings), atol=1e-4)
+    assert np.linalg.norm(shrunk) < np.linalg.norm(x)
+
+
+def test_ranking_families_fold_in_with_the_documented_implicit_step():
+    from pipeline.foldin import RANKING_FOLD_IN
+
+    rng = np.random.default_rng(4)
+    # two tastes: tracks 0-149 lie along one direction, 150-299 along another (BPR-like factors, any scale)
+    items = 0.3 * rng.normal(size=(300, 6)).astype(np.float32)
+    items[:150, 0] += 2.0
+    items[150:, 1] += 2.0
+    sent, plays = np.array([3, 17, 42, 99]), np.array([1.0, 4.0, 2.0, 1.0])
+    bpr = fold_in(items, gram(items), sent, plays, {"model": "bpr", "factors": 6, "learning_rate": 0.01})
+    assert np.array_equal(bpr, fold_in(items, gram(items), sent, plays, RANKING_FOLD_IN))
+    # someone who sent tracks of the first taste is recommended that taste
+    top = np.argsort(-(items @ bpr))[:50]
+    assert (top < 150).all(), top

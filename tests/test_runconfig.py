@@ -34,6 +34,14 @@ def test_defaults_are_a_valid_run_and_round_trip_through_params():
     ({"engine": "gpu"}, "param engine='gpu': 'gpu' is not one of 'spark', 'implicit'"),
     ({"exclude_seen": "maybe"}, "param exclude_seen='maybe' must be a boolean"),
     ({"index_kinds": ["faiss"]}, "'faiss' is not one of 'annoy_dot', 'annoy_angular_aug', 'hnsw_ip'"),
+    ({"families": ["als", "bpr"]}, "param families=['als', 'bpr'] must include 'popularity': it is the baseline"),
+    ({"families": ["popularity", "svd"]}, "param families=['popularity', 'svd']: 'svd' is not one of 'popularity'"),
+    ({"engine_grids": {"svd": [{"factors": [8]}]}}, "param engine_grids names 'svd', which is not an engine family"),
+    ({"families": ["popularity", "bpr"], "engine_grids": {"bpr": [{"factorz": [8]}]}},
+     "param engine_grids['bpr']: bpr has no parameter(s) ['factorz']; its parameters are ['factors'"),
+    ({"families": ["popularity", "lmf"], "engine_grids": {"lmf": [{"transform": ["sqrt"]}]}},
+     "param engine_grids['lmf']: transform='sqrt' is not allowed; choose one of ('raw', 'log1p', 'binary')"),
+    ({"engine_grids": "{bpr"}, "param engine_grids is not valid JSON"),
 ])
 def test_a_bad_param_is_refused_with_one_line_naming_it(params, message):
     with pytest.raises(ValueError, match=re.escape(message)) as err:
@@ -60,6 +68,22 @@ def test_every_field_is_a_dag_param_with_its_type_default_and_limits():
     assert specs["train_window_days"]["type"] == ["integer", "null"]
     for name, spec in specs.items():
         assert spec["description"] and spec["type"], name
+
+
+def test_families_sweep_their_grids_with_readable_unique_labels():
+    cfg = RunConfig.from_params({"families": ["popularity", "item_knn", "bpr", "als_explicit"], "seed": 3,
+                                 "engine_grids": json.dumps({"bpr": [{"factors": [16, 32], "iterations": 5}]})})
+    assert cfg.als_configs() == []  # ALS left out of families
+    labels = [c.label for c in cfg.engine_configs()]
+    assert labels[:2] == ["item_knn similarity=bm25 K=100 k1=1.2 b=0.75 input=raw",
+                          "item_knn similarity=cosine K=500 input=log1p"]  # the default grid
+    assert labels[2:4] == ["bpr factors=16 lr=0.01 reg=0.01 iters=5", "bpr factors=32 lr=0.01 reg=0.01 iters=5"]
+    assert len(labels) == 8 and len(set(labels)) == 8 and {c.seed for c in cfg.engine_configs()} == {3}
+    assert RunConfig.from_params(cfg.to_params()) == cfg
+    spec = RunConfig.param_specs()["engine_grids"]
+    assert spec["type"] == "object" and set(spec["default"]) == {"item_knn", "bpr", "lmf", "lightfm", "als_explicit",
+                                                                  "neural_mf"}
+    assert RunConfig().families == ("popularity", "als") and RunConfig().engine_configs() == []
 
 
 def test_grid_labels_and_keys_are_unique_for_any_grid():

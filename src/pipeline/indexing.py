@@ -50,12 +50,12 @@ def build_bundle(
         if exclude_seen:
             train = data.train
             np.savez(tmp / "history.npz", indptr=train.indptr, indices=train.indices)
-        if isinstance(model, models.FactorModel):
+        if not isinstance(model, models.PopularityModel):  # factor models and item-kNN: one list per user
             meta["precomputed_depth"] = _precompute(model, data, max(k, PRECOMPUTED_MIN), exclude_seen,
                                                     tmp / "precomputed.parquet")
         if isinstance(model, models.FactorModel):
             items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-            vectors, relevant = _queries(model, items, data, info.get("params") or {}, cfg.n_queries)
+            vectors, relevant = _queries(items, data, info.get("params") or {}, cfg.n_queries)
             choice = ann.tune(items, vectors, k=k,
                               recall_target=cfg.recall_target, out_dir=Path(tuning_dir), kinds=cfg.kinds,
                               annoy_trees=cfg.annoy_trees, hnsw_M=cfg.hnsw_M,
@@ -72,28 +72,22 @@ def build_bundle(
     return meta
 
 
-def _queries(model: Any, items: np.ndarray, data: SplitData, params: Mapping[str, Any],
-             n: int) -> tuple[np.ndarray, Any]:
+def _queries(items: np.ndarray, data: SplitData, params: Mapping[str, Any], n: int) -> tuple[np.ndarray, Any]:
     """The index's tuning queries and their relevant tracks: what the index will be asked in service.
 
     Known users are answered from the precomputed lists; the index answers folded-in vectors. So
     the queries are users folded in from their validation-window listens alone (vectors the model
-    never trained), scored on their test-window tracks; for a factor model without ALS params
-    (nothing to fold in with), the trained vectors of validation users, scored on validation.
+    never trained, :mod:`pipeline.foldin` for the model's family), scored on their test-window tracks.
     """
     from pipeline.foldin import fold_in, gram
 
     val, test = data.truth("val"), data.truth("test")
     rng = np.random.default_rng(0)
-    if {"alpha", "reg_param"} <= set(params):
-        users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(test.indptr) > 0))
-        users = np.sort(rng.choice(users, size=min(n, len(users)), replace=False))
-        yty = gram(items)
-        vectors = [fold_in(items, yty, val[u].indices, val[u].data, params) for u in users]
-        return np.asarray(vectors, dtype=np.float32).reshape(len(users), items.shape[1]), test[users]
-    users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(data.train.indptr) > 0))
-    users = rng.choice(users, size=min(n, len(users)), replace=False)
-    return np.asarray(model.user_factors[users], dtype=np.float32), val[users]
+    users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(test.indptr) > 0))
+    users = np.sort(rng.choice(users, size=min(n, len(users)), replace=False))
+    yty = gram(items)
+    vectors = [fold_in(items, yty, val[u].indices, val[u].data, params) for u in users]
+    return np.asarray(vectors, dtype=np.float32).reshape(len(users), items.shape[1]), test[users]
 
 
 def _pack(model: Any, model_dir: Path, data: SplitData, tracks: Path, idmap_root: Path, fallback_model_dir: Path,

@@ -106,7 +106,7 @@ class RunLayout:
                                 dedup: listens/, tracks/, summary.json
         split/                  train/, val/, test/, stats.json, stats.md
         popularity/<config>/    model/, result.json (one per baseline variant)
-        sweep/<config>/         model/, result.json (one per ALS grid point)
+        sweep/<config>/         model/, result.json (one per ALS or engine grid point)
         select/                 leaderboard.{md,json}, sweep plots
         test/metrics.json       the selected model and the best baseline on the test window
         test/per_user.npz       the served model's per-user test metrics

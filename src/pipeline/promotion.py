@@ -141,9 +141,21 @@ def _rescore(version: str, split: SplitData, cfg: EvalConfig) -> Scores | None:
     if isinstance(model, models.FactorModel):
         model = models.FactorModel(_pad(model.user_factors, n_users), _pad(model.item_factors, n_tracks),
                                    _pad(model.item_mask, n_tracks), model.params)
-    else:
+    elif isinstance(model, models.PopularityModel):
         model = models.PopularityModel(_pad(model.scores, n_tracks), model.params)
+    else:  # item-kNN: its similarities and the train history it scores from
+        from pipeline.models.item_knn import ItemKnnModel
+
+        model = ItemKnnModel(_resize(model.similarity, (n_tracks, n_tracks)),
+                             _resize(model.history, (n_users, n_tracks)), _pad(model.item_mask, n_tracks), model.params)
     return score(model, split, "test", cfg)
+
+
+def _resize(m: Any, shape: tuple[int, int]) -> Any:
+    """A sparse matrix cut or zero-padded to ``shape`` (as :func:`_pad` for dense rows)."""
+    m = m.tocsr()[: shape[0], : shape[1]].tocsr()
+    m.resize(shape)
+    return m
 
 
 def _pad(a: Any, n: int) -> np.ndarray:

@@ -24,18 +24,30 @@ def metric_text(m: dict[str, Any], name: str) -> str:
     return f"{m[name]:.5f}" + (f" [{low:.5f}, {high:.5f}]" if low is not None and high is not None else "")
 
 
+OBJECTIVES = {"popularity": "none (counts)", "als": "weighted squared error on preferences"}
+
+
+def objective_text(params: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """What a row's model optimises; a rating model shows its held-out RMSE and MAE beside it."""
+    text = params.get("objective") or OBJECTIVES.get(str(params.get("model")), "-")
+    if text == "rating" and "val_rmse" in metrics:
+        text += f" (val RMSE {metrics['val_rmse']:.4g}, MAE {metrics['val_mae']:.4g})"
+    return text
+
+
 def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int, notes: Sequence[str] = ()) -> str:
     """Best first: model, params, validation P/MAP/NDCG@k with 95% intervals, fit seconds, status; then notes."""
     lines = [
-        f"| # | model | params | val P@{k} | val MAP@{k} | val NDCG@{k} | fit s | status |",
-        "|---:|---|---|---:|---:|---:|---:|---|",
+        f"| # | model | objective | params | val P@{k} | val MAP@{k} | val NDCG@{k} | fit s | status |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|",
     ]
     for i, r in enumerate(board, 1):
         m = r.get("metrics") or {}
         cells = [metric_text(m, name) for name in (f"val_precision_at_{k}", f"val_map_at_{k}", f"val_ndcg_at_{k}")]
+        shown = {n: v for n, v in r["params"].items() if n not in ("model", "objective")}
         lines.append(
-            f"| {i} | {r['params'].get('model')} | {_params_text(r['params'])} | {' | '.join(cells)} | "
-            f"{r.get('fit_seconds', '-')} | {r['status']} |"
+            f"| {i} | {r['params'].get('model')} | {objective_text(r['params'], m)} | {_params_text(shown)} | "
+            f"{' | '.join(cells)} | {r.get('fit_seconds', '-')} | {r['status']} |"
         )
     return "\n".join([*lines, *([""] if notes else []), *notes])
 

@@ -21,15 +21,24 @@ from pipeline.config import (
     INDEX_KINDS, INPUT_FORMATS, SEED_BETAS, SPLIT_STRATEGIES, AlsConfig, EvalConfig, IndexConfig, IngestConfig,
     PopularityConfig, SplitConfig, als_grid, popularity_grid,
 )
+from pipeline.models.configs import CONFIGS as ENGINE_CONFIGS
+from pipeline.models.configs import DEFAULT_GRIDS, grids
 
-__all__ = ["RunConfig", "add_flag"]
+__all__ = ["RunConfig", "FAMILIES", "add_flag"]
+
+ENGINE_FAMILIES = tuple(ENGINE_CONFIGS)
+
+FAMILIES = ("popularity", "als", *ENGINE_FAMILIES)
+
 
 def _setting(default: Any, doc: str, **limits: Any) -> Any:
     """A field of :class:`RunConfig`: its default, its description and its JSON-schema limits.
 
     For a list-valued field the limits apply to each value; ``min_items`` (default 1) and
-    ``unique`` (default true) to the list.
+    ``unique`` (default true) to the list. A mapping default is copied for each config.
     """
+    if isinstance(default, Mapping):
+        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc, **limits})
     return field(default=default, metadata={"doc": doc, **limits})
 
 
@@ -75,6 +84,14 @@ class RunConfig:
     min_eval_users: int = _setting(100, "The run warns when fewer users than this can be evaluated on validation or "
                                         "test (their metrics mean little).", minimum=1)
     # -- the sweeps
+    families: tuple[str, ...] = _setting(
+        ("popularity", "als"), "Model families swept: popularity (always: the baseline and the fallback) and ALS, "
+        "and any of the engines item_knn, bpr, lmf, lightfm, als_explicit (Spark ALS on ratings) and neural_mf "
+        "(needs the torch extra), each on its grid in engine_grids.", enum=list(FAMILIES))
+    engine_grids: dict[str, Any] = _setting(
+        DEFAULT_GRIDS, "Each engine family's grid: family -> a list of products (parameter -> list of values); "
+                       "every combination of each product is one configuration. Only the families listed in "
+                       "families are swept; a family left out here takes its default grid.")
     betas: tuple[float, ...] = _setting(SEED_BETAS, "Damping values for the plays-per-listener baseline.", minimum=0)
     ranks: tuple[int, ...] = _setting((10, 20), "ALS grid: rank.", minimum=1, maximum=1024)
     reg_params: tuple[float, ...] = _setting((0.01, 0.1), "ALS grid: regParam.", minimum=0)
@@ -121,6 +138,7 @@ class RunConfig:
         self.index()
         self.als_configs()
         self.popularity_configs()
+        self.engine_configs()
 
     # -- building one
 
@@ -166,11 +184,36 @@ class RunConfig:
                            ivf_nprobe=self.ivf_nprobe, ivf_rerank=self.ivf_rerank, sample=self.index_sample)
 
     def als_configs(self) -> list[AlsConfig]:
+        if "als" not in self.families:
+            return []
         return als_grid(ranks=self.ranks, reg_params=self.reg_params, alphas=self.alphas, max_iters=self.max_iters,
                         seed=self.seed, confidence=self.confidence, engine=self.engine)
 
     def popularity_configs(self) -> list[PopularityConfig]:
         return popularity_grid(self.betas)
+
+    def engine_configs(self) -> list[Any]:
+        """The configurations of every engine family in ``families`` (not popularity or ALS), in that order."""
+        if "popularity" not in self.families:
+            raise ValueError(f"param families={list(self.families)!r} must include 'popularity': it is the baseline "
+                             "every model is compared against and the answer for unknown users")
+        unknown = sorted(set(self.engine_grids) - set(ENGINE_FAMILIES))
+        if unknown:
+            raise ValueError(f"param engine_grids names {', '.join(map(repr, unknown))}, which is not an engine "
+                             f"family; its keys are among {', '.join(ENGINE_FAMILIES)}")
+        out = []
+        for family in (f for f in self.families if f in ENGINE_FAMILIES):
+            products = self.engine_grids.get(family, DEFAULT_GRIDS[family])
+            products = [products] if isinstance(products, Mapping) else products
+            if not isinstance(products, list) or not all(isinstance(p, Mapping) for p in products):
+                raise ValueError(f"param engine_grids[{family!r}] must be a list of products (parameter -> list of "
+                                 f"values), like {json.dumps(DEFAULT_GRIDS[family][0])}")
+            try:
+                out += grids(family, [{n: v if isinstance(v, list) else [v] for n, v in p.items()}
+                                      for p in products], seed=self.seed)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"param engine_grids[{family!r}]: {exc}") from None
+        return out
 
     @property
     def protocol(self) -> str:
@@ -210,6 +253,8 @@ def _hints() -> dict[str, Any]:
 def _base_type(hint: Any) -> tuple[type, bool]:
     """(scalar type, is a list) of a field's annotation: ``tuple[int, ...]`` → (int, True)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is dict:
+        return dict, False
     if typing.get_origin(hint) is tuple:
         return args[0], True
     if args:  # Optional[X]
@@ -217,7 +262,7 @@ def _base_type(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}
 
 
 def _schema(f: Any) -> dict[str, Any]:
@@ -253,6 +298,15 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     base, is_list = _base_type(hint)
     if value is None and type(None) in typing.get_args(hint):
         return None
+    if base is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"param {name} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(value, Mapping):
+            raise ValueError(f"param {name}={value!r} must be a JSON object")
+        return dict(value)
     if is_list:
         if isinstance(value, str):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]

@@ -31,8 +31,10 @@ class Bundle:
     Which source answers whom (every answer row says it in ``source``):
 
     - ``folded_in``: a user who sends ``listens`` (track keys as in the ``track`` column), known
-      or not: the ALS user step against the trained item factors (:mod:`pipeline.foldin`), then
-      the served index;
+      or not, to a factor model: the user step against the trained item factors
+      (:mod:`pipeline.foldin`), then the served index;
+    - ``item_to_item``: such a user of an item-kNN model (no user vectors): the sent tracks'
+      neighbours, scored as the model scores a train history;
     - ``precomputed``: a known user without listens: tonight's exact top-N from the bundle's table,
       without touching the index (N = max(the run's K, 100): an answer is at most N long);
     - ``popularity``: anyone else, and every user of a popularity model.
@@ -71,7 +73,11 @@ class Bundle:
             depth = int(self.meta["precomputed_depth"])
             lists = table.column("items").combine_chunks().flatten().to_numpy().reshape(-1, depth)
             self.precomputed = dict(zip(table.column("user_idx").to_numpy().tolist(), lists))
-        self.index = self.item_factors = self.gram = None
+        self.index = self.item_factors = self.gram = self.neighbours = None
+        if json.loads((self.path / "model" / "model.json").read_text())["kind"] == "item_knn":
+            from pipeline import models
+
+            self.neighbours = models.load(self.path / "model")
         if (self.path / "index").exists():
             from pipeline import ann, models
 
@@ -122,6 +128,18 @@ class Bundle:
         items = items[items >= 0]
         return items[~np.isin(items, seen)][:k] if len(seen) else items[:k]
 
+    def _item_to_item(self, items: np.ndarray, plays: np.ndarray, k: int) -> np.ndarray:
+        """An item-kNN model's top ``k`` for sent tracks: their transformed plays times the similarities."""
+        import scipy.sparse as sp
+
+        from pipeline.models.inputs import transform
+
+        n = self.neighbours.similarity.shape[0]
+        row = sp.csr_matrix((plays, (np.zeros(items.size, dtype=np.int64), items)), shape=(1, n))
+        row = transform(row, self.neighbours.params.get("transform", "raw"))
+        ranked = self.neighbours.recommend_history(row, k, exclude=row if self.exclude_seen else None)[0]
+        return ranked[ranked >= 0]
+
     def answer(self, user_id: str, k: int, listens: list[str] | None = None) -> tuple[np.ndarray, str]:
         """(track indices, source) for one user."""
         idx = self.user_index.get(str(user_id))
@@ -132,6 +150,10 @@ class Bundle:
             if items.size:
                 vector = fold_in(self.item_factors, self.gram, items, plays, self.meta["params"])
                 return self._query(vector, k, items if self.exclude_seen else np.zeros(0, np.int64)), "folded_in"
+        if listens and self.neighbours is not None:
+            items, plays = self.track_indices(list(listens))
+            if items.size:
+                return self._item_to_item(items, plays, k), "item_to_item"
         seen = np.zeros(0, dtype=np.int64)
         if self.exclude_seen:
             seen = self.track_indices(list(listens))[0] if listens else self._seen(idx)

@@ -31,6 +31,7 @@ from pipeline.runconfig import RunConfig
 
 __all__ = [
     "JOB_FILE", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity", "als_submit_kwargs", "als_local",
+    "engine_configs", "engine_fit",
     "select", "test_eval", "build_index", "promote", "resolve_input", "input_fingerprint",
 ]
 
@@ -138,6 +139,7 @@ def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
     Any invalid param fails here, before any Spark job, with a message that names it.
     """
     cfg = RunConfig.from_params(params)
+    _check_extras(cfg)
     src = resolve_input(cfg.input_path)
     if not src.exists():
         raise FileNotFoundError(f"input_path {src} does not exist; point the 'input_path' param at your listens")
@@ -150,7 +152,7 @@ def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
     parent = tracking.parent_run(
         dag_id=ref.dag_id, dag_run_id=ref.dag_run_id, run_key=ref.run_key,
         tags={"pipeline.input_fingerprint": fp, "pipeline.input_path": str(src), "pipeline.protocol": cfg.protocol},
-        params={k: json.dumps(v) if isinstance(v, list) else v for k, v in cfg.to_params().items()},
+        params={k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in cfg.to_params().items()},
     )
     if increments:
         tracking.client().set_tag(parent, "pipeline.increments",
@@ -162,8 +164,20 @@ def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
         record["increments"] = increments
     ref.layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(ref.layout.record, json.dumps(record, indent=1))
-    progress.note(f"{len(cfg.als_configs())} ALS and {len(cfg.popularity_configs())} popularity configurations")
+    engines = cfg.engine_configs()
+    progress.note(f"{len(cfg.als_configs())} ALS and {len(cfg.popularity_configs())} popularity configurations"
+                  + (f", {len(engines)} of {', '.join(f for f in cfg.families if f not in ('popularity', 'als'))}"
+                     if engines else ""))
     return {"run_dir": record["run_dir"], "input_path": str(src), "parent_run_id": parent}
+
+
+def _check_extras(cfg: RunConfig) -> None:
+    """A family whose library is an optional extra fails the run at once when it is not installed."""
+    import importlib.util
+
+    if "neural_mf" in cfg.families and importlib.util.find_spec("torch") is None:
+        raise ValueError("param families includes 'neural_mf', which needs torch, an optional extra: "
+                         "pip install torch==2.13.0, or leave neural_mf out of families")
 
 
 def _increments(src: Path, as_of: dt.datetime | None) -> dict[str, str] | None:
@@ -324,6 +338,46 @@ def als_local(ref: RunRef, config: Mapping[str, Any]) -> dict[str, Any]:
     from pipeline.jobs import als_job
 
     return als_job.main(_als_args(Run.open(ref), config))
+
+
+def engine_configs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One mapped ``engine_sweep`` task per configuration of the other families (``label`` is its map index)."""
+    run = Run.open(ref)
+    out = [{"config": {"family": c.family, **{k: v for k, v in c.params().items() if k not in ("model", "objective")}},
+            "label": c.label} for c in run.cfg.engine_configs()]
+    if out:
+        progress.note(f"{len(out)} engine configurations to fit")
+    return out
+
+
+def engine_fit(ref: RunRef, config: Mapping[str, Any], *, map_index: int | None = None) -> dict[str, Any]:
+    """Fit and score one configuration of an engine family (``pipeline.models.engines``) on the driver.
+
+    Families that run on Spark (explicit-rating ALS) use this task's local Spark session.
+    """
+    from pipeline.models import engines
+    from pipeline.models.configs import CONFIGS
+    from pipeline.sweep import run_config
+
+    run = Run.open(ref)
+    values = dict(config)
+    cfg = CONFIGS[values.pop("family")](**values)
+    spark = _spark() if cfg.family in engines.SPARK_FAMILIES else None
+    tags = {"airflow.task_id": "engine_sweep", **({"airflow.map_index": str(map_index)} if map_index is not None
+                                                   else {})}
+    threads = max(1, os.cpu_count() or 1) if cfg.family == "item_knn" else 1  # SGD: 1 thread is reproducible
+    data = run.split_data
+    extra = None
+    if cfg.objective == "rating":  # its own objective beside the ranking metrics: held-out RMSE and MAE
+        from pipeline.models.als_explicit import rating_metrics
+
+        extra = lambda model: rating_metrics(model, data.train, data.truth("val"), cfg)  # noqa: E731
+    result = run_config(key=cfg.key, label=cfg.label, params=cfg.params(), out_dir=run.layout.sweep, data=data,
+                        eval_cfg=run.cfg.eval(), parent_run_id=run.parent, tags=tags, extra_metrics=extra,
+                        fit=lambda: engines.fit(data.train, cfg, spark=spark, threads=threads))
+    progress.note(f"{cfg.label}: val MAP@{run.cfg.k} {result['metrics'][f'val_map_at_{run.cfg.k}']:.4f} "
+                  f"(fit {result['fit_seconds']:.0f} s)")
+    return {k: result[k] for k in ("key", "label", "status", "metrics")}
 
 
 # ---------------------------------------------------------------- select, test, index, promote

@@ -33,9 +33,12 @@ log = logging.getLogger(__name__)
 def run_config(
     *, key: str, label: str, params: Mapping[str, Any], out_dir: Path, data: SplitData, eval_cfg: EvalConfig,
     fit: Callable[[], Recommender], parent_run_id: str | None, tags: Mapping[str, str] | None = None,
-    spark: Any = None,
+    spark: Any = None, extra_metrics: Callable[[Recommender], Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Fit with ``fit()``, evaluate on validation, save the model, log a child run; never half-written."""
+    """Fit with ``fit()``, evaluate on validation, save the model, log a child run; never half-written.
+
+    ``extra_metrics(model)`` adds validation metrics beside the ranking ones (explicit ALS: RMSE, MAE).
+    """
     out = Path(out_dir) / key
     run_id = None
     if parent_run_id:
@@ -48,6 +51,7 @@ def run_config(
         model = fit()
         t1 = time.perf_counter()
         scores = score(model, data, "val", eval_cfg, spark=spark)
+        extra = dict(extra_metrics(model)) if extra_metrics else {}
         t2 = time.perf_counter()
         model.save(out / "model")
         scores.save(out / "val_per_user.npz")
@@ -59,7 +63,7 @@ def run_config(
             tracking.finish(run_id, "FAILED")
         raise
     result.update(
-        status="ok", metrics={f"val_{k}": v for k, v in scores.metrics.items()},
+        status="ok", metrics={f"val_{k}": v for k, v in {**scores.metrics, **extra}.items()},
         fit_seconds=round(t1 - t0, 3), eval_seconds=round(t2 - t1, 3), model_dir=str(out / "model"),
         per_user=str(out / "val_per_user.npz"),
         idmap_version=data.stats.get("idmap_version"),

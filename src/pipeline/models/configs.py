@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
-from pipeline.models.inputs import TRANSFORMS
 
 __all__ = [
     "ItemKnnConfig", "BprConfig", "LmfConfig", "LightFmConfig", "ExplicitAlsConfig", "NeuralMfConfig",
     "CONFIGS", "DEFAULT_GRIDS", "grid", "grids", "default_grid",
 ]
 
+TRANSFORMS = ("raw", "log1p", "binary")  # the input transforms (pipeline.models.inputs)
 SIMILARITIES = ("cosine", "bm25", "tfidf")
 LIGHTFM_LOSSES = ("warp", "bpr", "warp-kos")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from pipeline.models.configs import TRANSFORMS
+
 __all__ = ["TRANSFORMS", "transform", "catalogue_mask"]
 
-TRANSFORMS = ("raw", "log1p", "binary")
 
 
 def transform(train: sp.csr_matrix, name: str) -> sp.csr_matrix:
