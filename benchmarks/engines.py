@@ -60,7 +60,7 @@ def hetrec_split(spark: Any, tmp: Path) -> Any:
     """HetRec 2k ingested and split as the quality test does (random_user 0.8, seed 0)."""
     from pipeline import ingest, split
     from pipeline.config import IngestConfig, SplitConfig
-    from pipeline.sweep import SplitData
+    from pipeline.data import SplitData
 
     summary = ingest.ingest(IngestConfig(input_path=str(DATA), input_format="hetrec"), tmp / "ingest",
                             idmap_root=tmp / "idmap", spark=spark)
@@ -100,17 +100,16 @@ def score(configs: Iterable[Any], fit: Callable[[Any, Any], Any], data: Any, cac
           extra: Callable[[Any, Any, Any], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Fit each config once (``cache`` by key) and score it with seen tracks kept and excluded."""
     from pipeline.config import EvalConfig
-    from pipeline.sweep import evaluate
+    from pipeline.evaluate import score as evaluate
 
     rows = []
     for cfg in configs:
         if cfg.key not in cache:
             t0 = time.perf_counter()
             model = fit(cfg, data)
-            label = f"{cfg.label} {cfg.confidence}" if hasattr(cfg, "confidence") else cfg.label  # AlsConfig
-            row = {"key": cfg.key, "label": label, "fit_seconds": round(time.perf_counter() - t0, 2)}
+            row = {"key": cfg.key, "label": cfg.label, "fit_seconds": round(time.perf_counter() - t0, 2)}
             for name, exclude in (("kept", False), ("excluded", True)):
-                row[name] = evaluate(model, data, "val", EvalConfig(k=K, exclude_seen=exclude))[f"map_at_{K}"]
+                row[name] = evaluate(model, data, "val", EvalConfig(k=K, exclude_seen=exclude)).metrics[f"map_at_{K}"]
             if extra:
                 row.update(extra(model, cfg, data))
             cache[cfg.key] = row

@@ -86,3 +86,4 @@ def test_ranking_families_fold_in_with_the_documented_implicit_step():
     # someone who sent tracks of the first taste is recommended that taste
     top = np.argsort(-(items @ bpr))[:50]
     assert (top < 150).all(), top
+

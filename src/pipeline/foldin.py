@@ -57,7 +57,7 @@ def fold_in(item_factors: np.ndarray, yty: np.ndarray, items: np.ndarray, plays:
         r = np.log1p(plays) if params.get("transform") == "log1p" else plays
         a = y.T @ y + float(params["reg_param"]) * items.size * np.eye(f)
         return np.linalg.lstsq(a, y.T @ r, rcond=None)[0].astype(np.float32)  # λ 0 and few tracks: singular
-    if "alpha" not in params:
+    if params.get("model", "als") != "als":  # a ranking family (LightFM's own "alpha" is an L2 penalty)
         params = RANKING_FOLD_IN
     r = np.log1p(plays) if params.get("confidence", "linear") == "log" else plays
     c = 1.0 + float(params["alpha"]) * r
