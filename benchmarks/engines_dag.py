@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--work", default=str(ROOT / "var" / "bench-engines-dag"))
     ap.add_argument("--reuse", action="store_true", help="read the two DAG runs already in --work, do not run them")
+    ap.add_argument("--reference", help="a previous engines-dag.json whose reference grids to reuse when its split "
+                                        "is this run's (same sizes per part); otherwise they are fitted again")
     a = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is absent: the HetRec 2k files live in ../shared/data beside the repository")
@@ -110,7 +112,7 @@ def main() -> None:
     runs = reused(home) if a.reuse else dag_runs(home, families)
     if "neural_mf" not in {r["params"].get("model") for run in runs.values() for r in run["board"]}:
         families = [f for f in families if f != "neural_mf"]
-    reference_on(runs, families, Path(a.out))
+    reference_on(runs, families, Path(a.out), Path(a.reference) if a.reference else None)
 
 
 def dag_runs(home: Path, families: list[str]) -> dict[str, dict[str, Any]]:
@@ -130,8 +132,9 @@ def reused(home: Path) -> dict[str, dict[str, Any]]:
     """The two runs already in ``home``, in logical-date order (seen kept first), timed by Airflow's records."""
     import sqlite3
 
-    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
-        spans = db.execute("select start_date, end_date from dag_run order by logical_date").fetchall()
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:  # first task's start to last task's end
+        spans = db.execute("select min(start_date), max(end_date) from task_instance group by run_id "
+                           "order by min(start_date)").fetchall()
     runs = {}
     for (protocol, _exclude, _title), run_dir, (start, end) in zip(PROTOCOLS, sorted((home / "runs").iterdir()), spans):
         minutes = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds() / 60
@@ -141,8 +144,8 @@ def reused(home: Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def reference_on(runs: dict[str, dict[str, Any]], families: list[str], out: Path) -> None:
-    """Every family's reference grid on the first run's split, then the tables."""
+def reference_on(runs: dict[str, dict[str, Any]], families: list[str], out: Path, previous: Path | None) -> None:
+    """Every family's reference grid on the first run's split (or a previous file's, on the same split); the tables."""
     from pyspark.sql import SparkSession
 
     from pipeline.data import SplitData
@@ -153,21 +156,32 @@ def reference_on(runs: dict[str, dict[str, Any]], families: list[str], out: Path
     spark.sparkContext.setLogLevel("ERROR")
     t0 = time.perf_counter()
     data = SplitData(Path(runs["kept"]["run_dir"]) / "split")
+    split_table = data.stats["table"]
     reference: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for family, g in family_grids(spark, families).items():
+    reused_from = None
+    if previous and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("split") == split_table and set(families) <= set(old["reference"]):
+            reference, reused_from = old["reference"], old.get("measured")
+            print(f"reference grids of {previous} ({reused_from}): the same split", flush=True)
+    for family, g in family_grids(spark, families).items() if not reference else ():
         print(f"{family} (reference grid on the DAG run's split):", flush=True)
         reference[family] = {"reference": score(g["reference"], g["fit"], data, {}, g.get("extra"))}
     spark.stop()
     text = (f"Measured by `benchmarks/engines_dag.py`: two runs of the nightly DAG on HetRec Last.fm 2k "
             f"(`random_user` 0.8, K = {K}, families popularity, als, {', '.join(families)}; "
             f"{runs['kept']['minutes']:.1f} and {runs['excluded']['minutes']:.1f} min), then each family's reference "
-            f"grid (`benchmarks/engines.py`) on the first run's split ({(time.perf_counter() - t0) / 60:.0f} min, "
-            "every configuration fitted once and scored under both protocols). The intervals are the runs' own "
-            "per-user bootstrap 95% intervals.\n\n" + markdown(runs, reference))
+            "grid (`benchmarks/engines.py`) on the first run's split, every configuration fitted once and scored under "
+            "both protocols"
+            + (f" (reused from this script's run of {reused_from} on the same split, part by part the same users, "
+               "tracks and interactions)" if reused_from else f" ({(time.perf_counter() - t0) / 60:.0f} min)")
+            + ". The intervals are the runs' own per-user bootstrap 95% intervals.\n\n" + markdown(runs, reference))
     print(text)
     (out / "engines-dag.md").write_text(text)
-    (out / "engines-dag.json").write_text(json.dumps({"k": K, "families": families, "runs": runs,
-                                                      "reference": reference}, indent=1, default=str))
+    measured = reused_from or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (out / "engines-dag.json").write_text(json.dumps({"k": K, "families": families, "split": split_table,
+                                                      "measured": measured, "runs": runs, "reference": reference},
+                                                     indent=1, default=str))
 
 
 if __name__ == "__main__":
