@@ -187,8 +187,8 @@ def dag_fit(run_dir: Path) -> dict:
     raise RuntimeError(f"no successful Spark ALS fit under {RunLayout(run_dir).sweep}")
 
 
-def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark_als: str = "refit"
-               ) -> tuple[list[dict], dict]:
+def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark_als: str = "refit",
+               dag_only: bool = False) -> tuple[list[dict], dict]:
     """Engines and scorers on the DAG run's own training split, each beside its reference.
 
     ``spark_als="dag"`` reads Spark's seconds per iteration from the DAG's own als_sweep fit
@@ -207,6 +207,10 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
     data = SplitData(RunLayout(run_dir).split)
     train = data.train
     n_users, n_items = train.shape
+    facts = {"users": n_users, "tracks": n_items, "pairs": int(train.nnz)}
+    tuning = json.loads((RunLayout(run_dir).index_tuning / "tuning.json").read_text())
+    if dag_only:  # the DAG's own figures only: no engine or scorer is fitted again (a quarter hour at 179M)
+        return index_rows(tuning), facts
     rows: list[dict] = []
     cfg = AlsConfig(rank=rank, reg_param=0.1, alpha=1.0, max_iter=iters, engine="implicit")
     with measure() as m_imp:
@@ -253,8 +257,7 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
     ratings.unpersist()
     spark.stop()
 
-    rows += index_rows(json.loads((RunLayout(run_dir).index_tuning / "tuning.json").read_text()))
-    facts = {"users": n_users, "tracks": n_items, "pairs": int(train.nnz)}
+    rows += index_rows(tuning)
     return rows, facts
 
 
@@ -321,7 +324,8 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     split_table = json.loads(SplitData(layout.split).stats_path.read_text())["table"]
     ingest_summary = json.loads(layout.ingest.summary.read_text())
     test = json.loads(layout.test_metrics.read_text())
-    comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als)
+    comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als,
+                             dag_only=a.dag_only)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
             "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks,
             "split": split_table, "ingest": ingest_summary,
@@ -475,6 +479,8 @@ def main() -> None:
     ap.add_argument("--subset-users", type=int, default=500)
     ap.add_argument("--spark-als", choices=["refit", "dag"], default="refit",
                     help="Spark ALS s/iteration: a second fit in this process (refit) or the DAG's own fit (dag)")
+    ap.add_argument("--dag-only", action="store_true",
+                    help="after the DAG, only its own figures (tasks, index tuning): no engine or scorer comparison")
     ap.add_argument("--index-kinds", nargs="+", help="build_index: kinds beside exact (DAG default: all)")
     ap.add_argument("--annoy-trees", type=int, nargs="+", help="build_index: annoy n_trees (DAG default: 10 50)")
     ap.add_argument("--hnsw-M", type=int, nargs="+", help="build_index: HNSW M (DAG default: 16 32)")
