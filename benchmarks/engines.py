@@ -191,26 +191,38 @@ def loo_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def families_asked(spec: str) -> list[str]:
+    """The comma-separated families of ``spec``; stops when the data is absent, leaves neural_mf out without torch."""
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} is absent: the HetRec 2k files live in ../shared/data beside the repository")
+    families = spec.split(",")
+    if "neural_mf" in families and importlib.util.find_spec("torch") is None:
+        print("torch is not installed: neural_mf left out (pip install torch==2.13.0)", flush=True)
+        families.remove("neural_mf")
+    return families
+
+
+def local_spark(app: str) -> Any:
+    """A quiet ``local[2]`` session for fitting and scoring on the driver."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[2]").appName(app)
+             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.session.timeZone", "UTC").config("spark.driver.memory", "3g").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="item_knn,bpr,lmf,lightfm,als_explicit,als_spark,neural_mf",
                     help="comma-separated; popularity and implicit ALS always run; neural_mf only where torch is")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     a = ap.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"{DATA} is absent: the HetRec 2k files live in ../shared/data beside the repository")
-    families = a.families.split(",")
-    if "neural_mf" in families and importlib.util.find_spec("torch") is None:
-        print("torch is not installed: neural_mf left out (pip install torch==2.13.0)", flush=True)
-        families.remove("neural_mf")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    spark = (SparkSession.builder.master("local[2]").appName("engines-benchmark")
-             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.session.timeZone", "UTC").config("spark.driver.memory", "3g").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    families = families_asked(a.families)
+    spark = local_spark("engines-benchmark")
     t0 = time.perf_counter()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     loo: list[dict[str, Any]] = []

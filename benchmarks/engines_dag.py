@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import DATA, K, best, family_grids, score  # noqa: E402
+from engines import DATA, K, best, families_asked, family_grids, local_spark, score  # noqa: E402
 
 from pipeline.airflow_env import embedded_env, prepare  # noqa: E402
 
@@ -102,12 +101,7 @@ def main() -> None:
     ap.add_argument("--reference", help="a previous engines-dag.json whose reference grids to reuse when its split "
                                         "is this run's (same sizes per part); otherwise they are fitted again")
     a = ap.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"{DATA} is absent: the HetRec 2k files live in ../shared/data beside the repository")
-    families = a.families.split(",")
-    if "neural_mf" in families and importlib.util.find_spec("torch") is None:
-        print("torch is not installed: neural_mf left out (pip install torch==2.13.0)", flush=True)
-        families.remove("neural_mf")
+    families = families_asked(a.families)
     home = Path(a.work)
     runs = reused(home) if a.reuse else dag_runs(home, families)
     if "neural_mf" not in {r["params"].get("model") for run in runs.values() for r in run["board"]}:
@@ -146,14 +140,9 @@ def reused(home: Path) -> dict[str, dict[str, Any]]:
 
 def reference_on(runs: dict[str, dict[str, Any]], families: list[str], out: Path, previous: Path | None) -> None:
     """Every family's reference grid on the first run's split (or a previous file's, on the same split); the tables."""
-    from pyspark.sql import SparkSession
-
     from pipeline.data import SplitData
 
-    spark = (SparkSession.builder.master("local[2]").appName("engines-dag-reference")
-             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "3g").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = local_spark("engines-dag-reference")
     t0 = time.perf_counter()
     data = SplitData(Path(runs["kept"]["run_dir"]) / "split")
     split_table = data.stats["table"]

@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["leaderboard_markdown", "metric_text", "sweep_plots"]
 
-_HIDDEN = {"model", "seed"}
+_HIDDEN = {"model", "objective", "seed"}  # model and objective have their own columns
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -44,9 +44,8 @@ def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int, notes: Sequenc
     for i, r in enumerate(board, 1):
         m = r.get("metrics") or {}
         cells = [metric_text(m, name) for name in (f"val_precision_at_{k}", f"val_map_at_{k}", f"val_ndcg_at_{k}")]
-        shown = {n: v for n, v in r["params"].items() if n not in ("model", "objective")}
         lines.append(
-            f"| {i} | {r['params'].get('model')} | {objective_text(r['params'], m)} | {_params_text(shown)} | "
+            f"| {i} | {r['params'].get('model')} | {objective_text(r['params'], m)} | {_params_text(r['params'])} | "
             f"{' | '.join(cells)} | {r.get('fit_seconds', '-')} | {r['status']} |"
         )
     return "\n".join([*lines, *([""] if notes else []), *notes])
