@@ -311,7 +311,9 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     prepare(env, repo=ROOT)  # AIRFLOW_HOME with the minimal airflow.cfg
     _run([str(BIN / "airflow"), "db", "migrate"], env, home / "airflow-migrate.log")
     conf = {"input_path": str(raw), "input_format": "listenbrainz", "ranks": a.ranks, "reg_params": a.reg_params,
-            "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a)}
+            "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a),
+            **({"halving_rate": a.halving_rate} if a.halving_rate > 1 else {}),
+            **({"halving_budget": a.halving_budget} if a.halving_budget else {})}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
                    env, home / "dags-test.log", spill=Path(env["SPARK_LOCAL_DIRS"]))
@@ -350,7 +352,10 @@ def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, flo
     return (f"`benchmarks/run.py {' '.join(sys.argv[1:])}` on {started} UTC. Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.platform()}, Python {platform.python_version()}; "
             f"{_versions()}. Load average when it started: {load[0]:.2f}. Grid rank {a.ranks} x reg {a.reg_params} "
-            f"x alpha {a.alphas}, {a.iters} iterations; index grid {index_grid(a) or 'the DAG defaults'}.")
+            f"x alpha {a.alphas}, {a.iters} iterations"
+            + (f", successive halving rate {a.halving_rate}" if a.halving_rate > 1 else "")
+            + (f", budget {a.halving_budget} iterations" if a.halving_budget else "")
+            + f"; index grid {index_grid(a) or 'the DAG defaults'}.")
 
 
 def _component(result: dict, prefix: str, key: str) -> float | None:
@@ -475,6 +480,8 @@ def main() -> None:
     ap.add_argument("--reg-params", type=float, nargs="+", default=[0.1])
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5])
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--halving-rate", type=int, default=1, help="the DAG's halving_rate (1: the plain grid)")
+    ap.add_argument("--halving-budget", type=int, help="the DAG's halving_budget (ALS iterations over every fit)")
     ap.add_argument("--rank", type=int, default=25, help="rank for the engine and scorer comparisons")
     ap.add_argument("--subset-users", type=int, default=500)
     ap.add_argument("--spark-als", choices=["refit", "dag"], default="refit",

@@ -6,7 +6,9 @@ Nightly training of the music recommender on implicit feedback (listens).
 `start` (the params checked as one run config) → `validate` (Great Expectations, bad rows
 quarantined) → `dedup_and_map` (canonical tracks, exact duplicates dropped, persistent ID map) →
 `split` (temporal, later test window) → `popularity_sweep`, `als_sweep` (Spark ALS, one mapped
-`SparkSubmitOperator` per grid point, submitted to the connection `spark_default`) and
+`SparkSubmitOperator` per grid point, submitted to the connection `spark_default`; with
+`halving_rate` ≥ 2 for a few iterations, then `halve_1` → `als_rung_1` → `halve_2` → `als_rung_2`
+fit the best share for longer; without it those map over nothing and are skipped) and
 `engine_sweep` (one mapped task per configuration of the other families in the `families` param:
 item-kNN, BPR, logistic MF, LightFM, explicit-rating ALS, neural MF) → `select_best` (validation
 MAP@K) → `test_eval` → `build_index` (every known user's exact list; the serving index, tuned against
@@ -34,7 +36,7 @@ from airflow.sdk import Param, dag, task
 
 from pipeline.runconfig import RunConfig
 from pipeline.spark import submit_conf
-from pipeline.stages import JOB_FILE
+from pipeline.stages import ALS_TASKS, JOB_FILE
 
 
 @dag(
@@ -90,6 +92,23 @@ def music_recs_nightly():
         BaseHook.get_connection("spark_default")
         return stages.als_submit_kwargs(stages.RunRef.from_airflow(context), splits)
 
+    @task(trigger_rule="all_done_min_one_success")  # a failed configuration only stays behind
+    def halve(rung: int, **context) -> list:
+        from pipeline import stages
+
+        return stages.als_submit_kwargs(stages.RunRef.from_airflow(context), rung=rung)
+
+    def als_rung(task_id: str, configs):
+        return SparkSubmitOperator.partial(
+            task_id=task_id,
+            conn_id="spark_default",
+            application=str(JOB_FILE),
+            conf=submit_conf(),
+            deploy_mode="client",
+            map_index_template="{{ task.name }}",
+            retries=1,
+        ).expand_kwargs(configs)
+
     @task
     def engine_configs(splits: dict, **context) -> list:
         from pipeline import stages
@@ -132,18 +151,14 @@ def music_recs_nightly():
 
     splits = split(dedup_and_map(validate(start())))
     baselines = popularity_sweep(splits)
-    als = SparkSubmitOperator.partial(
-        task_id="als_sweep",
-        conn_id="spark_default",
-        application=str(JOB_FILE),
-        conf=submit_conf(),
-        deploy_mode="client",
-        map_index_template="{{ task.name }}",
-        retries=1,
-    ).expand_kwargs(als_configs(splits))
+    als = [als_rung("als_sweep", als_configs(splits))]
+    for rung, task_id in enumerate(ALS_TASKS[1:], start=1):  # successive halving's later rungs (halving_rate)
+        survivors = halve.override(task_id=f"halve_{rung}")(rung)
+        als[-1] >> survivors
+        als.append(als_rung(task_id, survivors))
     engines = engine_sweep.expand_kwargs(engine_configs(splits))
     best = select_best()
-    [baselines, als, engines] >> best
+    [baselines, *als, engines] >> best
     promote(build_index(test_eval(best)))
 
 

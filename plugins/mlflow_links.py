@@ -45,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Tasks that create child runs of their own (one per configuration); every other task links to the parent run.
-CHILD_RUN_TASKS = frozenset({"als_sweep", "popularity_sweep", "engine_sweep"})
+CHILD_RUN_TASKS = frozenset({"als_sweep", "als_rung_1", "als_rung_2", "popularity_sweep", "engine_sweep"})
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _FOUND: dict[tuple[str, str], str] = {}  # (tracking URI, experiment name) -> id; ids never change meaning
 

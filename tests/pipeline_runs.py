@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pipeline import stages
 from pipeline.airflow_env import embedded_env, migrate
-from pipeline.runconfig import RunConfig
 
 
 def airflow_env(home: Path, *, migrate_db: bool = True, **extra: str) -> dict[str, str]:
@@ -31,8 +30,7 @@ def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None
     stages.start(ref, params)
     splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
     stages.popularity(ref, splits)
-    for cfg in RunConfig.from_params(params).als_configs():
-        stages.als_local(ref, cfg.params())
+    stages.als_local(ref)
     for mapped in stages.engine_configs(ref):
         stages.engine_fit(ref, mapped["config"])
     best = stages.select(ref)

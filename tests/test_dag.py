@@ -57,7 +57,11 @@ def test_dag_wires_the_flow(dag):
     assert downstream("split") >= {"popularity_sweep", "als_configs"}
     assert downstream("als_configs") >= {"als_sweep"}
     assert downstream("split") >= {"engine_configs"} and downstream("engine_configs") >= {"engine_sweep"}
-    assert all("select_best" in downstream(t) for t in ("als_sweep", "popularity_sweep", "engine_sweep"))
+    # successive halving's later rungs: each picks the survivors of the one before, then submits them
+    assert downstream("als_sweep") >= {"halve_1"} and downstream("halve_1") >= {"als_rung_1"}
+    assert downstream("als_rung_1") >= {"halve_2"} and downstream("halve_2") >= {"als_rung_2"}
+    assert all("select_best" in downstream(t)
+               for t in ("als_sweep", "als_rung_1", "als_rung_2", "popularity_sweep", "engine_sweep"))
     assert "test_eval" in downstream("select_best")
     assert "build_index" in downstream("test_eval")
     assert "promote" in downstream("build_index")
@@ -68,6 +72,7 @@ def test_dag_schedule_and_params(dag):
     assert dag.timetable.expression == "0 3 * * *"
     params = dag.params
     for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas",
+                 "halving_rate", "halving_budget",
                  "train_window_days", "recall_target", "index_kinds", "annoy_trees", "hnsw_M", "hnsw_ef_construction"):
         assert name in params, name
         param = params.get_param(name)
@@ -78,10 +83,12 @@ def test_dag_schedule_and_params(dag):
 
 
 def test_als_sweep_is_mapped_spark_submit_with_readable_names(dag):
-    task = dag.get_task("als_sweep")
-    assert task.operator_name == "SparkSubmitOperator"
-    assert task.partial_kwargs.get("conn_id") == "spark_default"
-    assert task.partial_kwargs.get("map_index_template") == "{{ task.name }}"
+    for task_id in ("als_sweep", "als_rung_1", "als_rung_2"):
+        task = dag.get_task(task_id)
+        assert task.operator_name == "SparkSubmitOperator"
+        assert task.partial_kwargs.get("conn_id") == "spark_default"
+        assert task.partial_kwargs.get("map_index_template") == "{{ task.name }}"
+    assert dag.get_task("halve_1").trigger_rule == "all_done_min_one_success"  # a failed config only stays behind
     engines = dag.get_task("engine_sweep")
     assert engines.partial_kwargs.get("map_index_template") == "{{ label }}"
     assert dag.params.get_param("families").schema["items"]["enum"][:3] == ["popularity", "als", "item_knn"]

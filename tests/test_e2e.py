@@ -27,6 +27,8 @@ CONF = {
     "reg_params": [0.1],
     "alphas": [0.5, 2.0],
     "max_iters": [6],
+    # successive halving: both configurations for 2 iterations, the better one for 4, then for 6
+    "halving_rate": 2,
     "betas": [10, 1000],
     # one weak item-kNN configuration: the engine sweep's mapped task runs, and ALS stays the one served
     "families": ["popularity", "als", "item_knn"],
@@ -73,7 +75,7 @@ def _final_states(log: str) -> str:
     return "\n".join(line for line in log.splitlines() if "DagRun Finished" in line or "state=failed" in line)
 
 
-_PROGRESS = re.compile(r"^  (\S+)\s+([a-z_]+)(?: \[(\d+)\])?\s+(\d+\.\d) s(?:  (.*))?$")
+_PROGRESS = re.compile(r"^  (\S+)\s+([a-z_0-9]+)(?: \[(\d+)\])?\s+(\d+\.\d) s(?:  (.*))?$")
 
 
 def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_run):
@@ -93,11 +95,17 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
     assert re.fullmatch(r"[\d,]+ listens, [\d,]+ duplicates dropped", figures["dedup_and_map"])
     assert re.fullmatch(r"train [\d,]+, val [\d,]+, test [\d,]+", figures["split"])
     assert re.fullmatch(r"4 configurations, best .+ val MAP@100 0\.\d{4}", figures["popularity_sweep"])
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4}  \(\d done, 0 failed\)",
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=2 linear: val MAP@100 0\.\d{4}  \(2 done, 0 failed\)",
                         figures["als_sweep"])
+    assert figures["halve_1"] == "rung 1: 1 of 2 finished configurations go on to 4 iterations"
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=4 linear: val MAP@100 0\.\d{4}  \(1 done, 0 failed\)",
+                        figures["als_rung_1"])
+    assert figures["halve_2"] == "rung 2: 1 of 1 finished configurations go on to 6 iterations"
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4}  \(1 done, 0 failed\)",
+                        figures["als_rung_2"])
     assert re.fullmatch(r"item_knn similarity=cosine K=2 input=binary: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
                         r"\(1 done, 0 failed\)", figures["engine_sweep"])
-    assert re.fullmatch(r"best of 7 \(0 failed\): spark .+ val MAP@100 0\.\d{4}", figures["select_best"])
+    assert re.fullmatch(r"best of 9 \(0 failed\): spark .+ val MAP@100 0\.\d{4}", figures["select_best"])
     assert re.fullmatch(r"\S+ .*: recall@100 [01]\.\d{3}", figures["build_index"])
     assert figures["promote"] == "music-recs v1 -> @champion"
     report = subprocess.run([str(BIN / "pipeline"), "report"], env={**os.environ}, capture_output=True, text=True,
@@ -132,7 +140,11 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     assert parent.data.tags["airflow.dag_run_id"] and len(parent.data.tags["pipeline.input_fingerprint"]) == 16
     kids = tracking.children(parent.info.run_id)
     keys = sorted(r.data.tags["pipeline.config_key"] for r in kids)
-    assert len(kids) == 2 + 2 + 2 + 1, keys  # plays_per_listener x 2 betas, listeners, plays, ALS x 2 alphas, item-kNN
+    # plays_per_listener x 2 betas, listeners, plays; ALS: 2 alphas at 2 iterations, the better at 4 and at 6; item-kNN
+    assert len(kids) == 2 + 2 + 2 + 1 + 1 + 1, keys
+    halving = sorted(r.data.tags.get("pipeline.halving", "") for r in kids if r.data.params["model"] == "als")
+    assert halving == ["", "continued to 4 iterations", "continued to 6 iterations",
+                       "stopped at 2 iterations (rung 0)"], halving
     for r in kids:
         assert r.info.status == "FINISHED"
         assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
@@ -255,8 +267,8 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         rows = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                           "where task_id = 'als_sweep' order by map_index").fetchall()
-    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=6 linear",
-                                    "spark rank=16 reg=0.1 alpha=2 iters=6 linear"]
+    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=2 linear",
+                                    "spark rank=16 reg=0.1 alpha=2 iters=2 linear"]
     c = tracking.client()
     exp = c.get_experiment_by_name("music-recs").experiment_id
     for map_index, _, run_id in rows:
@@ -264,6 +276,12 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
                                          map_index=map_index)
         found = c.search_runs([exp], flt)
         assert len(found) == 1 and found[0].data.params["model"] == "als"
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:  # a later rung of the halving: its own task
+        (map_index, label, run_id), = db.execute("select map_index, rendered_map_index, run_id from task_instance "
+                                                 "where task_id = 'als_rung_1'").fetchall()
+    found = c.search_runs([exp], mlflow_links.search_filter(dag_id="music_recs_nightly", run_id=run_id,
+                                                            task_id="als_rung_1", map_index=map_index))
+    assert len(found) == 1 and found[0].data.params["max_iter"] == "4" and label.endswith("iters=4 linear")
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         (map_index, label, run_id), = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                                                  "where task_id = 'engine_sweep'").fetchall()

@@ -99,4 +99,30 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
         fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
+    if len({r["params"].get("max_iter") for r in als}) > 1:  # successive halving: one line per grid point
+        paths.append(_halving_plot(als, metric, k, Path(out_dir) / "map_vs_iterations.png", plt))
     return paths
+
+
+def _halving_plot(als: Sequence[dict[str, Any]], metric: str, k: int, path: Path, plt: Any) -> Path:
+    """Validation MAP@k against the iterations each ALS grid point reached; those that reached the most are named."""
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in als:
+        point = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha") if x in r["params"]})
+        series[point].append((r["params"]["max_iter"], r["metrics"][metric]))
+    top = max(max(x for x, _ in pts) for pts in series.values())
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        last = pts[-1][0] == top
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label if last else None,
+                alpha=1.0 if last else 0.35, color=None if last else "grey", linewidth=1.5 if last else 0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ALS iterations reached")
+    ax.set_ylabel(f"validation MAP@{k}")
+    ax.legend(fontsize=6)
+    ax.set_title("ALS by successive halving (grey: stopped early)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -30,7 +30,8 @@ from pipeline.paths import IngestLayout, RunLayout, atomic_write_text, fingerpri
 from pipeline.runconfig import RunConfig
 
 __all__ = [
-    "JOB_FILE", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity", "als_submit_kwargs", "als_local",
+    "JOB_FILE", "ALS_TASKS", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity",
+    "als_submit_kwargs", "als_local",
     "engine_configs", "engine_fit",
     "select", "test_eval", "build_index", "promote", "resolve_input", "input_fingerprint",
 ]
@@ -322,22 +323,82 @@ def _als_args(run: Run, params: Mapping[str, Any], tags: Mapping[str, str] | Non
     return args + (["--exclude-seen"] if run.cfg.exclude_seen else [])
 
 
-def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One ``SparkSubmitOperator`` kwargs dict per grid point (``name`` is the readable, unique map index)."""
+ALS_TASKS = ("als_sweep", "als_rung_1", "als_rung_2")  # the mapped Spark task of each halving rung
+
+
+def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None, *, rung: int = 0) -> list[dict[str, Any]]:
+    """One ``SparkSubmitOperator`` kwargs dict per configuration of ``rung`` (``name``: the readable map index).
+
+    Rung 0 is the whole grid (for the plan's first iterations with successive halving); a later
+    rung is the best share of the rung before it, which is decided here (:func:`_continuing`).
+    """
     run = Run.open(ref)
-    out = [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": "als_sweep",
-                                                               "airflow.map_index": str(i)}),
+    configs = _continuing(run, rung) if rung and run.cfg.als_rung(rung) else run.cfg.als_rung(rung)
+    out = [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": ALS_TASKS[rung],
+                                                               "airflow.map_index": str(i),
+                                                               "pipeline.halving.rung": str(rung)}),
             "name": cfg.label}
-           for i, cfg in enumerate(run.cfg.als_configs())]
-    progress.note(f"{len(out)} ALS configurations to submit")
+           for i, cfg in enumerate(configs)]
+    if rung == 0:
+        p = run.cfg.als_plan()
+        progress.note(f"{len(out)} ALS configurations to submit" + (f"; {p}" if p.rate > 1 else ""))
     return out
 
 
-def als_local(ref: RunRef, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one grid point in this process (the CLI's and the tests' path; the DAG submits the same job)."""
+def _continuing(run: Run, rung: int) -> list[Any]:
+    """The configurations ``rung`` fits: those whose fit in the rung before it is among the best share.
+
+    Every configuration fitted in the rung before is tagged in MLflow: continued, or stopped at
+    the iterations it reached. One that failed (or never wrote its result) does not continue.
+    """
+    plan = run.cfg.als_plan()
+    results, kept = _survivors(run, rung)
+    for r in results:
+        if r.get("mlflow_run_id"):
+            tracking.set_tags(r["mlflow_run_id"], {"pipeline.halving": (
+                f"continued to {plan.iterations[rung]} iterations" if r["key"] in kept
+                else f"stopped at {plan.iterations[rung - 1]} iterations (rung {rung - 1})")})
+    finished = sum(r.get("status") == "ok" for r in results)
+    progress.note(f"rung {rung}: {len(kept)} of {finished} finished configurations go on to {plan.iterations[rung]} "
+                  f"iterations" + (f" ({len(results) - finished} failed)" if finished < len(results) else ""))
+    return _fitted_in(run, rung)
+
+
+def _fitted_in(run: Run, rung: int) -> list[Any]:
+    """The configurations ``rung`` fits: the whole grid in rung 0, then the best share of the rung before."""
+    configs = run.cfg.als_rung(rung)
+    if rung == 0 or not configs:
+        return configs
+    _, kept = _survivors(run, rung)
+    return [c for c, before in zip(configs, run.cfg.als_rung(rung - 1)) if before.key in kept]
+
+
+def _survivors(run: Run, rung: int) -> tuple[list[dict[str, Any]], set[str]]:
+    """The results of the configurations fitted in the rung before ``rung``, and the keys of those that go on."""
+    from pipeline.halving import survivors
+    from pipeline.results import SELECT_METRIC
+
+    results = _results(run, _fitted_in(run, rung - 1))
+    n = run.cfg.als_plan().configs[rung]
+    return results, {r["key"] for r in survivors(results, n, SELECT_METRIC.format(k=run.cfg.k))}
+
+
+def _results(run: Run, configs: list[Any]) -> list[dict[str, Any]]:
+    """Each configuration's ``result.json`` in the sweep folder (``status`` "missing" where it wrote none)."""
+    out = []
+    for c in configs:
+        f = run.layout.sweep / c.key / "result.json"
+        out.append(json.loads(f.read_text()) if f.exists() else {"key": c.key, "status": "missing"})
+    return out
+
+
+def als_local(ref: RunRef) -> list[dict[str, Any]]:
+    """Every rung of the ALS sweep in this process (the tests' path; the DAG submits the same job per config)."""
     from pipeline.jobs import als_job
 
-    return als_job.main(_als_args(Run.open(ref), config))
+    run = Run.open(ref)
+    return [als_job.main(submit["application_args"])
+            for rung in range(len(run.cfg.als_plan().iterations)) for submit in als_submit_kwargs(ref, rung=rung)]
 
 
 def engine_configs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -402,6 +463,10 @@ def select(ref: RunRef) -> dict[str, Any]:
     notes = [f"{best['label']} vs {role.replace('_', ' ')} {c['label']}: validation MAP@{k} difference "
              f"{c[f'diff_map_at_{k}']:+.5f} [{c['ci_low']:+.5f}, {c['ci_high']:+.5f}], "
              f"{'beyond' if c['beyond_noise'] else 'within'} noise" for role, c in best["paired"].items()]
+    halving = run.cfg.als_plan() if "als" in run.cfg.families else None
+    if halving and halving.rate > 1:
+        notes.append(f"The ALS sweep ran by {halving}; a configuration stopped early is listed at the iterations "
+                     "it reached.")
     warning = few_users(int(best["metrics"]["val_n_users"]), int(best["metrics"]["val_n_cold_users"]), "validation",
                         run.cfg.min_eval_users)
     if warning:

@@ -1,0 +1,97 @@
+"""Successive halving over the ALS grid: the plan a budget buys, who continues, and a whole run of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.halving import plan, survivors
+from pipeline.runconfig import RunConfig
+
+SEED_GRID = {"ranks": [10, 20, 25], "reg_params": [0.001, 0.01, 0.1], "alphas": [0.1, 0.5, 0.8, 1.2]}
+
+
+def test_the_seed_grid_halves_by_three_in_a_third_of_the_iterations():
+    p = RunConfig(**SEED_GRID, halving_rate=3).als_plan()
+    assert (p.configs, p.iterations, p.cost, p.full_cost) == ((36, 12, 4), (1, 3, 10), 112, 360)
+    assert str(p) == ("successive halving (rate 3): 36 at 1 iteration → 12 at 3 iterations → 4 at 10 iterations; "
+                      "112 of 360 iterations")
+
+
+def test_a_budget_buys_the_longest_first_rung_that_fits():
+    costs = {}
+    for budget in (112, 183, 184, 300, 360, 10_000):
+        p = plan(36, 10, 3, budget)
+        assert p.cost <= budget and p.iterations[-1] == 10
+        costs[budget] = (p.iterations, p.cost)
+    assert costs[112] == costs[183] == ((1, 3, 10), 112)
+    assert costs[184] == ((2, 6, 10), 184)
+    assert costs[300] == ((5, 10), 300)  # 5 x 3 is past max_iter: the second rung is the last
+    assert costs[360] == costs[10_000] == ((10,), 360)  # the whole grid fits: nothing is stopped
+
+
+def test_a_budget_too_small_and_several_max_iters_are_refused_with_the_param_named():
+    with pytest.raises(ValueError, match=r"halving_budget=100 is below .* at least 112"):
+        RunConfig(**SEED_GRID, halving_rate=3, halving_budget=100)
+    with pytest.raises(ValueError, match=r"max_iters=\[5, 10\] takes one value with halving_rate=2"):
+        RunConfig(max_iters=[5, 10], halving_rate=2)
+
+
+def test_without_halving_the_grid_is_one_rung_as_before():
+    cfg = RunConfig(max_iters=[5, 10])
+    assert cfg.als_rung(0) == cfg.als_configs() and len(cfg.als_rung(0)) == 8
+    assert cfg.als_rung(1) == cfg.als_rung(2) == []
+
+
+def test_rungs_refit_the_same_configurations_for_more_iterations():
+    cfg = RunConfig(**SEED_GRID, halving_rate=3)
+    rungs = [cfg.als_rung(r) for r in range(3)]
+    assert [{c.max_iter for c in rung} for rung in rungs] == [{1}, {3}, {10}]
+    assert [c.label.replace("iters=1 ", "iters=10 ") for c in rungs[0]] == [c.label for c in rungs[2]]
+    assert len({c.key for rung in rungs for c in rung}) == 3 * 36  # each fit has its own folder and child run
+
+
+def test_the_best_finished_results_continue_and_a_failed_one_never_does():
+    results = [{"key": "a", "status": "ok", "metrics": {"m": 0.2}},
+               {"key": "b", "status": "failed"},
+               {"key": "c", "status": "ok", "metrics": {"m": 0.3}},
+               {"key": "d", "status": "ok", "metrics": {"m": 0.2}},
+               {"key": "e", "status": "missing"}]
+    assert [r["key"] for r in survivors(results, 2, "m")] == ["c", "a"]  # ties: key order
+    assert [r["key"] for r in survivors(results, 9, "m")] == ["c", "a", "d"]
+
+
+@pytest.mark.spark
+def test_a_halving_run_fits_the_best_share_longer_and_mlflow_says_where_each_stopped(spark, tmp_path):
+    from pipeline import tracking
+    from pipeline.results import leaderboard
+    from pipeline_runs import isolated_home, run_pipeline
+
+    params = {"engine": "implicit", "ranks": [4, 16], "reg_params": [0.1], "alphas": [0.5, 5.0], "max_iters": [8],
+              "betas": [100], "halving_rate": 2}
+    with isolated_home(tmp_path / "home", n_listens=15_000, seed=3):
+        run = run_pipeline("halving", params)
+        ref = run["ref"]
+        board = leaderboard([ref.layout.sweep], 100)
+        by_iters: dict[int, list[dict]] = {}
+        for row in board:
+            by_iters.setdefault(row["params"]["max_iter"], []).append(row)
+        assert sorted((i, len(rows)) for i, rows in by_iters.items()) == [(2, 4), (4, 2), (8, 1)]
+
+        def grid_point(row):
+            return {k: v for k, v in row["params"].items() if k != "max_iter"}
+
+        # the two best at 2 iterations went on to 4, the best of those to 8
+        best2 = [grid_point(r) for r in by_iters[2][:2]]
+        assert sorted(map(json.dumps, best2)) == sorted(json.dumps(grid_point(r)) for r in by_iters[4])
+        assert grid_point(by_iters[8][0]) == grid_point(by_iters[4][0])
+        c = tracking.client()
+        tags = {r["key"]: c.get_run(r["mlflow_run_id"]).data.tags.get("pipeline.halving") for r in board}
+        assert sorted(tags.values(), key=str) == sorted(
+            ["continued to 4 iterations"] * 2 + ["stopped at 2 iterations (rung 0)"] * 2
+            + ["continued to 8 iterations", "stopped at 4 iterations (rung 1)", None], key=str)
+        table = ref.layout.leaderboard_table.read_text()
+        assert "successive halving (rate 2): 4 at 2 iterations → 2 at 4 iterations → 1 at 8 iterations; 24 of 32" \
+            in table
+        assert (ref.layout.select / "map_vs_iterations.png").stat().st_size > 10_000  # one line per grid point
