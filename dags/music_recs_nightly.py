@@ -12,7 +12,9 @@ fit the best share for longer; without it those map over nothing and are skipped
 `engine_sweep` (one mapped task per configuration of the other families in the `families` param:
 item-kNN, BPR, logistic MF, LightFM, explicit-rating ALS, neural MF) → `select_best` (validation
 MAP@K) → `test_eval` → `build_index` (every known user's exact list; the serving index, tuned against
-exact search) → `promote` (MLflow Model Registry `music-recs`, alias `champion`).
+exact search) → `promote` (MLflow Model Registry `music-recs`, alias `champion`) → `retain` (a
+teardown: the newest `keep_runs` run folders and registered versions stay, older ones and dead
+Spark spill go; versions with an alias keep their bundles).
 
 A failing configuration of any sweep fails only itself: `select_best` chooses among the ones
 that finished.
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, task, teardown
 
 from pipeline.runconfig import RunConfig
 from pipeline.spark import submit_conf
@@ -91,6 +93,12 @@ def music_recs_nightly():
         # otherwise fall back to master "yarn" for every mapped task
         BaseHook.get_connection("spark_default")
         return stages.als_submit_kwargs(stages.RunRef.from_airflow(context), splits)
+
+    @teardown  # runs whatever became of the night; its own state never decides the run's
+    def retain(**context) -> dict:
+        from pipeline import stages
+
+        return stages.retain(stages.RunRef.from_airflow(context))
 
     @task(trigger_rule="all_done_min_one_success")  # a failed configuration only stays behind
     def halve(rung: int, **context) -> list:
@@ -159,7 +167,7 @@ def music_recs_nightly():
     engines = engine_sweep.expand_kwargs(engine_configs(splits))
     best = select_best()
     [baselines, *als, engines] >> best
-    promote(build_index(test_eval(best)))
+    promote(build_index(test_eval(best))) >> retain()
 
 
 music_recs_nightly()

@@ -40,8 +40,9 @@ def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None
         row = next(r for r in leaderboard(ref.layout.results, 100) if r["key"].startswith(force_selected))
         best = {k: row[k] for k in best}
     indexed = stages.build_index(ref, stages.test_eval(ref, best))
-    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed,
-            "promotion": stages.promote(ref, indexed)}
+    promotion = stages.promote(ref, indexed)
+    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed, "promotion": promotion,
+            "retention": stages.retain(ref)}
 
 
 @contextlib.contextmanager

@@ -65,6 +65,8 @@ def test_dag_wires_the_flow(dag):
     assert "test_eval" in downstream("select_best")
     assert "build_index" in downstream("test_eval")
     assert "promote" in downstream("build_index")
+    # retention last, as a teardown: it runs whatever became of the night and never decides the run's state
+    assert downstream("promote") == {"retain"} and dag.get_task("retain").is_teardown
 
 
 def test_dag_schedule_and_params(dag):

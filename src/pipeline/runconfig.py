@@ -131,6 +131,10 @@ class RunConfig:
                                minimum=1, maximum=100)
     index_sample: int = _setting(200_000, "Tracks every index setting is measured on; above it only the winner "
                                  "is built over the whole catalogue.", minimum=1000)
+    keep_runs: int = _setting(7, "Retention: run folders kept under runs/ (the newest, this run's always among them) "
+                                 "and registered versions kept without an alias; older ones, and Spark spill "
+                                 "left by dead applications, are removed by the retain task. Versions that carry "
+                                 "an alias keep their bundles.", minimum=1)
     index_queries: int = _setting(200, "Validation users whose queries measure each index's recall and latency.",
                                   minimum=1)
 

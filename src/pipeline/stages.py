@@ -33,7 +33,7 @@ __all__ = [
     "JOB_FILE", "ALS_TASKS", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity",
     "als_submit_kwargs", "als_local",
     "engine_configs", "engine_fit",
-    "select", "test_eval", "build_index", "promote", "resolve_input", "input_fingerprint",
+    "select", "test_eval", "build_index", "promote", "retain", "resolve_input", "input_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -613,3 +613,17 @@ def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
         out=run.layout.promotion)
     progress.note(f"music-recs v{decision['version']} -> @{decision['alias']}")
     return decision
+
+
+def retain(ref: RunRef) -> dict[str, Any]:
+    """Retention (:mod:`pipeline.retention`): the newest ``keep_runs`` runs stay, older outputs go; what was freed."""
+    from pipeline.retention import prune
+    from pipeline.spark import spill_dir
+
+    run = Run.open(ref)
+    lay = ref.layout
+    freed = prune(runs_root=lay.root.parent, keep=run.cfg.keep_runs, current=lay.root, spill_dir=spill_dir())
+    atomic_write_text(lay.root / "retention.json", json.dumps(freed.to_dict(), indent=1))
+    tracking.set_tags(run.parent, {"pipeline.retention": freed.summary()})
+    progress.note(freed.summary())
+    return freed.to_dict()
