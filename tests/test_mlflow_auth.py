@@ -107,11 +107,18 @@ def test_the_pipeline_logs_in_from_the_environment_and_names_what_is_missing(mlf
     assert tracking.client().get_run(parent).info.run_id == parent
     message = refused(tracking.log_metrics, parent, {"val_map_at_100": 0.75})
     assert f"refused user '{reader[0]}' (HTTP 403" in message
+    run = MlflowClient(mlflow_server).get_run(parent)
+    assert run.data.metrics == {"val_map_at_100": 0.25} and run.info.status == "RUNNING", "a refused call wrote"
+    # until the admin grants it EDIT on the experiment (MLflow's permissions API, as the README says)
+    grant = {"username": reader[0], "resource_type": "experiment", "resource_id": run.info.experiment_id,
+             "permission": "EDIT"}
+    status, body, _ = call(mlflow_server, "/api/3.0/mlflow/users/permissions/grant", grant, auth=(user, password))
+    assert status == 200, body
+    tracking.log_metrics(parent, {"val_map_at_100": 0.75})
+    assert MlflowClient(mlflow_server).get_run(parent).data.metrics == {"val_map_at_100": 0.75}
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-    run = MlflowClient(mlflow_server).get_run(parent)
-    assert run.data.metrics == {"val_map_at_100": 0.25} and run.info.status == "RUNNING", "a refused call wrote"
     assert tracking.parent_run(dag_id="music_recs_nightly", dag_run_id=dag_run_id) == parent
 
 
