@@ -1,2 +1,4 @@
--- A second database for the MLflow tracking server beside Airflow's metadata database.
+-- Databases for the MLflow tracking server beside Airflow's metadata database: its backend
+-- store, and the users and permissions of its basic-auth app.
 CREATE DATABASE mlflow;
+CREATE DATABASE mlflow_auth;

@@ -16,11 +16,13 @@ link never raises: when the experiment cannot be found it opens the MLflow exper
 
 Env: ``MLFLOW_UI_URL`` (default http://127.0.0.1:5000, the URL a browser uses),
 ``MLFLOW_TRACKING_URI`` (where the API server looks the id up), ``MLFLOW_EXPERIMENT_NAME``
-(``music-recs``), ``MLFLOW_EXPERIMENT_ID`` (skips the look-up).
+(``music-recs``), ``MLFLOW_EXPERIMENT_ID`` (skips the look-up), ``MLFLOW_TRACKING_USERNAME`` and
+``MLFLOW_TRACKING_PASSWORD`` (HTTP Basic credentials for a server with authentication, as MLflow's client).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -81,8 +83,12 @@ def _tracking_uri() -> str:
 
 def _lookup_http(uri: str, name: str) -> str | None:
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{urlencode({'experiment_name': name})}"
+    headers = {}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:  # the server of scripts/mlflow-server.sh answers 401 without them
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as resp:
             return str(json.load(resp)["experiment"]["experiment_id"])
     except urllib.error.HTTPError as exc:
         if exc.code == 404:  # RESOURCE_DOES_NOT_EXIST: no run was logged yet

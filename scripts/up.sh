@@ -3,7 +3,9 @@
 # Start the service set-up on $BIND_HOST (default 127.0.0.1): a Spark standalone master and N workers
 # (default 2), an MLflow tracking server, and Airflow (API server/UI, scheduler, DAG processor,
 # triggerer) wired to both: the connection spark_default points at the master (client deploy mode)
-# and tasks log to the tracking server. Trigger `music_recs_nightly` in the UI; stop with scripts/down.sh.
+# and tasks log to the tracking server as its admin (MLFLOW_TRACKING_USERNAME/PASSWORD, see
+# scripts/mlflow-server.sh; the password is generated on first start when unset).
+# Trigger `music_recs_nightly` in the UI; stop with scripts/down.sh.
 # Ports: Spark master 7077 (UI 8081, workers 8082+), MLflow 5000, Airflow 8088 (see each script's env).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,7 +13,11 @@ source "$here/_common.sh"
 trap 'echo "up.sh failed: what started is still running; scripts/down.sh stops it" >&2' ERR
 "$here/spark-cluster.sh" start "${1:-2}"
 "$here/mlflow-server.sh" start
-export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://$CONNECT_HOST:${MLFLOW_PORT:-5000}}"
+# the server's admin credentials for Airflow's processes, which hand them to the tasks and the
+# spark-submit'ed ALS jobs (MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD)
+uri="${MLFLOW_TRACKING_URI:-}"
+eval "$("$here/mlflow-server.sh" env)"
+export MLFLOW_TRACKING_URI="${uri:-$MLFLOW_TRACKING_URI}"
 export MLFLOW_UI_URL="${MLFLOW_UI_URL:-$MLFLOW_TRACKING_URI}"
 master="spark://${SPARK_MASTER_HOST:-$CONNECT_HOST}:${SPARK_MASTER_PORT:-7077}"
 export SPARK_MASTER="$master"   # the data stages' in-task Spark sessions

@@ -3,6 +3,9 @@
 - ``spark_cluster``: a Spark standalone master and one worker (scripts/spark-cluster.sh) on free
   ports, yielding a :class:`SparkCluster` (``master_url``, ``json_url``, the env to restart workers).
 - ``mlflow_server``: an MLflow tracking server (scripts/mlflow-server.sh) on a free port, yielding its URL.
+  Authentication is on, as in the service set-up: for the session, the test process has the admin's
+  ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` in its environment (``mlflow_credentials``),
+  so MLflow's client, ``pipeline.tracking`` and every subprocess that inherits it log in.
 
 Both are session scoped and stop their processes even when a test or the start-up fails. Use them
 by naming this module in ``pytest_plugins = ["cluster_fixtures"]`` (in tests/conftest.py or in each
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["SparkCluster", "free_port", "run_script", "start_spark_cluster", "spark_cluster", "mlflow_server"]
+__all__ = ["SparkCluster", "free_port", "run_script", "start_spark_cluster", "spark_cluster", "mlflow_server",
+           "mlflow_credentials"]
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -103,12 +108,24 @@ def spark_cluster(tmp_path_factory) -> Iterator[SparkCluster]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    """A real MLflow tracking server (SQLite backend, served artifacts) on 127.0.0.1; yields its URL."""
+def mlflow_credentials() -> dict[str, str]:
+    """The session's MLflow admin: ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``."""
+    return {"MLFLOW_TRACKING_USERNAME": "pipeline-admin", "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(18)}
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory, mlflow_credentials) -> Iterator[str]:
+    """A real MLflow tracking server (SQLite backend, served artifacts, basic auth) on 127.0.0.1; yields its URL.
+
+    Its admin is ``mlflow_credentials``, which stay in this process's environment until the session ends.
+    """
     port = free_port()
-    env = service_env(tmp_path_factory.mktemp("mlflow-server"), MLFLOW_PORT=str(port))
+    env = service_env(tmp_path_factory.mktemp("mlflow-server"), MLFLOW_PORT=str(port), **mlflow_credentials)
     try:
         run_script("mlflow-server.sh", "start", env=env)
-        yield f"http://127.0.0.1:{port}"
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in mlflow_credentials.items():
+                mp.setenv(key, value)
+            yield f"http://127.0.0.1:{port}"
     finally:
         subprocess.run([str(SCRIPTS / "mlflow-server.sh"), "stop"], env=env, capture_output=True, timeout=60)

@@ -107,7 +107,10 @@ def test_every_variable_the_containers_need_is_in_the_env_template(compose):
                if line and not line.startswith("#")}
     needed = {"POSTGRES_USER", "POSTGRES_PASSWORD", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLFLOW_BACKEND_STORE_URI",
               "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW_CONN_SPARK_DEFAULT",
-              "SPARK_MASTER_HOST", "MLFLOW_TRACKING_URI", "MLFLOW_UI_URL", "MLFLOW_ALLOWED_HOSTS", "PIPELINE_DATA_ROOTS"}
+              "SPARK_MASTER_HOST", "MLFLOW_TRACKING_URI", "MLFLOW_UI_URL", "MLFLOW_ALLOWED_HOSTS", "PIPELINE_DATA_ROOTS",
+              # MLflow's basic auth: the admin the server creates is the user every task logs in as
+              "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY",
+              "MLFLOW_AUTH_DATABASE_URI"}
     assert needed <= example, f"missing from .env.example: {sorted(needed - example)}"
     for name, svc in compose["services"].items():
         if name != "postgres":
@@ -118,6 +121,21 @@ def test_every_variable_the_containers_need_is_in_the_env_template(compose):
     hosts = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
                  if line.startswith("MLFLOW_ALLOWED_HOSTS="))["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert "mlflow:5000" in hosts, "tasks reach the server as mlflow:5000; MLflow rejects Host headers not allowed"
+
+
+def test_mlflow_runs_with_authentication_and_its_databases_exist(compose):
+    script = (REPO / "scripts" / "mlflow-server.sh").read_text()
+    assert "exec mlflow server --app-name basic-auth" in script, "the tracking server must authenticate"
+    assert compose["services"]["mlflow"]["command"][1:] == ["run"]
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    # MLflow refuses an admin password under 12 characters: the placeholder cannot reach production
+    assert len(example["MLFLOW_TRACKING_PASSWORD"]) < 12
+    created = set(re.findall(r"CREATE DATABASE (\w+);", (DOCKER / "postgres-init.sql").read_text()))
+    databases = {uri.rsplit("/", 1)[1] for key, uri in example.items() if key.endswith(("_URI", "_CONN"))
+                 and uri.startswith("postgresql")}
+    created.add(compose["services"]["postgres"]["environment"]["POSTGRES_DB"])  # made by the image itself
+    assert databases == {"airflow", "mlflow", "mlflow_auth"} and databases <= created, (databases, created)
 
 
 def script_calls(compose: dict) -> list[tuple[str, list[str]]]:

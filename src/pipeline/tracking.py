@@ -6,16 +6,20 @@ same DAG run reuses the parent and the child of the same configuration. Every ru
 ``airflow.map_index``) so the Airflow plugin can link a task straight to its runs.
 
 The tracking URI is ``$MLFLOW_TRACKING_URI`` or an SQLite store under the pipeline home;
-artifacts of the embedded store go to ``<home>/mlflow/artifacts``.
+artifacts of the embedded store go to ``<home>/mlflow/artifacts``. A tracking server with
+authentication (scripts/mlflow-server.sh) takes ``$MLFLOW_TRACKING_USERNAME`` and
+``$MLFLOW_TRACKING_PASSWORD``, which MLflow's client reads itself; a refusal (HTTP 401 or 403)
+surfaces here as one :class:`TrackingAuthError` line naming what to set.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from pipeline.paths import pipeline_home
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPERIMENT",
+    "TrackingAuthError",
     "tracking_uri",
     "client",
     "experiment_id",
@@ -38,6 +43,42 @@ __all__ = [
 
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "music-recs")
 PARENT_TAG = "mlflow.parentRunId"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class TrackingAuthError(RuntimeError):
+    """The tracking server refused the request: no or wrong credentials (401), or no permission (403)."""
+
+
+def _auth_message(code: str) -> str:
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    where = f"MLflow at {tracking_uri()}"
+    if code == "PERMISSION_DENIED":
+        return (f"{where} refused user '{user}' (HTTP 403, permission denied): an MLflow admin grants it "
+                "through the server's permissions API or UI, or use another MLFLOW_TRACKING_USERNAME")
+    if user and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return (f"{where} rejected the credentials of MLFLOW_TRACKING_USERNAME='{user}' (HTTP 401): "
+                "check MLFLOW_TRACKING_PASSWORD (for the server of scripts/mlflow-server.sh: "
+                "eval \"$(scripts/mlflow-server.sh env)\")")
+    return (f"{where} requires authentication (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (for the server of scripts/mlflow-server.sh: "
+            "eval \"$(scripts/mlflow-server.sh env)\")")
+
+
+def _authenticated(fn: _F) -> _F:
+    """Turn MLflow's 401/403 (an error that quotes the server's HTML-ish body) into one TrackingAuthError line."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            code = getattr(e, "error_code", None)
+            if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise TrackingAuthError(_auth_message(code)) from None
+            raise
+
+    return call  # type: ignore[return-value]
 
 
 def tracking_uri() -> str:
@@ -60,6 +101,7 @@ def client() -> "MlflowClient":
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+@_authenticated
 def experiment_id(c: "MlflowClient", name: str = EXPERIMENT) -> str:
     """The experiment's id, created on first use (artifacts beside the embedded store)."""
     exp = c.get_experiment_by_name(name)
@@ -83,6 +125,7 @@ def _find(c: "MlflowClient", exp_id: str, tags: Mapping[str, str]) -> Any | None
     return runs[0] if runs else None
 
 
+@_authenticated
 def parent_run(*, dag_id: str, dag_run_id: str, run_key: str | None = None, tags: Mapping[str, str] | None = None,
                params: Mapping[str, Any] | None = None) -> str:
     """The parent run of this DAG run (created once per ``run_key``; later calls return the same id).
@@ -104,6 +147,7 @@ def parent_run(*, dag_id: str, dag_run_id: str, run_key: str | None = None, tags
     return run.info.run_id
 
 
+@_authenticated
 def child_run(parent_id: str, *, config_key: str, name: str, params: Mapping[str, Any],
               tags: Mapping[str, str] | None = None) -> str:
     """The child run of one configuration under ``parent_id`` (reused on retry, status reset to RUNNING)."""
@@ -125,6 +169,7 @@ def child_run(parent_id: str, *, config_key: str, name: str, params: Mapping[str
     return run.info.run_id
 
 
+@_authenticated
 def log_metrics(run_id: str, metrics: Mapping[str, float], *, prefix: str = "") -> None:
     """Log a dict of numbers in one batch (non-numbers are skipped)."""
     from mlflow.entities import Metric
@@ -136,6 +181,7 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], *, prefix: str = "") 
         client().log_batch(run_id, metrics=batch)
 
 
+@_authenticated
 def log_files(run_id: str, paths: list[Path], folder: str) -> None:
     """Log each existing file (or a folder's contents) under ``folder``; missing ones are skipped."""
     c = client()
@@ -146,12 +192,14 @@ def log_files(run_id: str, paths: list[Path], folder: str) -> None:
             c.log_artifact(run_id, str(p), folder)
 
 
+@_authenticated
 def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
     c = client()
     for k, v in tags.items():
         c.set_tag(run_id, k, v)
 
 
+@_authenticated
 def children(parent_id: str) -> list[Any]:
     """All child runs of a parent, oldest first."""
     c = client()
@@ -160,5 +208,6 @@ def children(parent_id: str) -> list[Any]:
                          order_by=["attributes.start_time ASC"], max_results=10_000)
 
 
+@_authenticated
 def finish(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)
