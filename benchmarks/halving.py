@@ -101,9 +101,10 @@ def markdown(results: dict[str, dict[str, Any]], rate: int) -> str:
         for which in ("full", "halving"):
             run = r[which]
             m = run["winner"]["metrics"]
-            lines.append(f"| {name} | {'full grid' if which == 'full' else f'halving, rate {rate}'} | {run['fits']} | "
-                         f"{run['iterations']} | {run['seconds'] / 60:.1f} | {run['winner']['label']} | "
-                         f"{m[f'val_map_at_{K}']:.4f} [{m[f'val_map_at_{K}_ci_low']:.4f}, "
+            sweep = ("full grid" if which == "full"
+                     else f"halving, rate {rate}, rung 0 at {run['first_rung_iterations']} it.")
+            lines.append(f"| {name} | {sweep} | {run['fits']} | {run['iterations']} | {run['seconds'] / 60:.1f} | "
+                         f"{run['winner']['label']} | {m[f'val_map_at_{K}']:.4f} [{m[f'val_map_at_{K}_ci_low']:.4f}, "
                          f"{m[f'val_map_at_{K}_ci_high']:.4f}] |")
     lines.append("")
     for name, r in results.items():
@@ -123,8 +124,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["demo", "hetrec"])
     ap.add_argument("--rate", type=int, default=3)
+    ap.add_argument("--budgets", type=int, nargs="+", default=[0],
+                    help="halving_budget of each halving run beside the one full grid (0: the default plan)")
     ap.add_argument("--work", default=str(ROOT / "var" / "bench-halving"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--name", default="halving", help="the results' file names: <name>.md and <name>.json")
     a = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_MASTER", "local[2]")
@@ -143,12 +147,15 @@ def main() -> None:
         full = one_run(f"{name}-full", params)
         print(f"{name} full grid: {full['fits']} fits, {full['seconds']:.0f} s, winner {full['winner']['label']}",
               flush=True)
-        halving_params = {**params, "halving_rate": a.rate}
-        halving = one_run(f"{name}-halving", halving_params)
-        halving["plan"] = str(RunConfig.from_params(halving_params).als_plan())
-        print(f"{name} halving: {halving['fits']} fits, {halving['seconds']:.0f} s, winner "
-              f"{halving['winner']['label']}", flush=True)
-        results[name] = {"full": full, "halving": halving, "compare": compare(full, halving, seed=0)}
+        for budget in a.budgets:
+            halving_params = {**params, "halving_rate": a.rate, **({"halving_budget": budget} if budget else {})}
+            halving = one_run(f"{name}-halving-{budget or 'default'}", halving_params)
+            plan = RunConfig.from_params(halving_params).als_plan()
+            halving["plan"], halving["first_rung_iterations"] = str(plan), plan.iterations[0]
+            print(f"{name} halving ({halving['plan']}): {halving['fits']} fits, {halving['seconds']:.0f} s, winner "
+                  f"{halving['winner']['label']}", flush=True)
+            label = name if len(a.budgets) == 1 else f"{name}, budget {budget or 'default'}"
+            results[label] = {"full": full, "halving": halving, "compare": compare(full, halving, seed=0)}
     text = (f"Measured by `benchmarks/halving.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: the "
             "seed's 36-point ALS grid (rank 10, 20, 25 × regParam 0.001, 0.01, 0.1 × alpha 0.1, 0.5, 0.8, 1.2; "
             "max_iter 10; Spark ALS on local[2], one application per fit as the DAG submits them), once in full "
@@ -156,8 +163,8 @@ def main() -> None:
             "validation MAP@100 over every configuration they fitted.\n\n" + markdown(results, a.rate) + "\n")
     print(text)
     out = Path(a.out)
-    (out / "halving.md").write_text(text)
-    (out / "halving.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / f"{a.name}.md").write_text(text)
+    (out / f"{a.name}.json").write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
