@@ -339,9 +339,12 @@ def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None, *, r
                                                                "pipeline.halving.rung": str(rung)}),
             "name": cfg.label}
            for i, cfg in enumerate(configs)]
+    p = run.cfg.als_plan()
     if rung == 0:
-        p = run.cfg.als_plan()
         progress.note(f"{len(out)} ALS configurations to submit" + (f"; {p}" if p.rate > 1 else ""))
+    elif rung >= len(p.iterations) and "als" in run.cfg.families:
+        progress.note("no later rung: every configuration ran its max_iters in als_sweep" if p.rate == 1
+                      else f"no rung {rung}: the plan ends at {p.iterations[-1]} iterations")
     return out
 
 
