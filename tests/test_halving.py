@@ -12,9 +12,13 @@ from pipeline.runconfig import RunConfig
 SEED_GRID = {"ranks": [10, 20, 25], "reg_params": [0.001, 0.01, 0.1], "alphas": [0.1, 0.5, 0.8, 1.2]}
 
 
-def test_the_seed_grid_halves_by_three_in_a_third_of_the_iterations():
+def test_the_seed_grid_halves_by_three_in_half_the_iterations():
     p = RunConfig(**SEED_GRID, halving_rate=3).als_plan()
-    assert (p.configs, p.iterations, p.cost, p.full_cost) == ((36, 12, 4), (1, 3, 10), 112, 360)
+    assert (p.configs, p.iterations, p.cost, p.full_cost) == ((36, 12, 4), (2, 6, 10), 184, 360)
+    assert str(p) == ("successive halving (rate 3): 36 at 2 iterations → 12 at 6 iterations → 4 at 10 iterations; "
+                      "184 of 360 iterations")
+    # a budget may still ask for 1 iteration in rung 0 (the default never does: its ranking is noise)
+    p = RunConfig(**SEED_GRID, halving_rate=3, halving_budget=112).als_plan()
     assert str(p) == ("successive halving (rate 3): 36 at 1 iteration → 12 at 3 iterations → 4 at 10 iterations; "
                       "112 of 360 iterations")
 
@@ -47,8 +51,8 @@ def test_without_halving_the_grid_is_one_rung_as_before():
 def test_rungs_refit_the_same_configurations_for_more_iterations():
     cfg = RunConfig(**SEED_GRID, halving_rate=3)
     rungs = [cfg.als_rung(r) for r in range(3)]
-    assert [{c.max_iter for c in rung} for rung in rungs] == [{1}, {3}, {10}]
-    assert [c.label.replace("iters=1 ", "iters=10 ") for c in rungs[0]] == [c.label for c in rungs[2]]
+    assert [{c.max_iter for c in rung} for rung in rungs] == [{2}, {6}, {10}]
+    assert [c.label.replace("iters=2 ", "iters=10 ") for c in rungs[0]] == [c.label for c in rungs[2]]
     assert len({c.key for rung in rungs for c in rung}) == 3 * 36  # each fit has its own folder and child run
 
 

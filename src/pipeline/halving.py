@@ -3,8 +3,8 @@
 With ``halving_rate`` η ≥ 2 the sweep runs in at most :data:`RUNGS` rungs. Rung 0 fits every
 configuration of the grid for ``r0`` iterations; each later rung keeps the best ``1/η`` of the
 previous one by validation MAP@K (at least one) and fits it for η times as many iterations, the
-last rung for ``max_iter``. The seed's 36-point grid at 10 iterations with η = 3: 36 fits of 1
-iteration, 12 of 3, 4 of 10: 112 iterations instead of 360.
+last rung for ``max_iter``. The seed's 36-point grid at 10 iterations with η = 3: 36 fits of 2
+iterations, 12 of 6, 4 of 10: 184 iterations instead of 360.
 
 Spark's ALS cannot start from earlier factors, so a configuration that continues is fitted again
 from the same seeded start for more iterations: its model is exactly the one it would have been
@@ -12,7 +12,8 @@ with those iterations from the beginning, and the budget counts every iteration 
 
 The budget (``halving_budget``) is in ALS iterations summed over the sweep's fits, which is what
 the sweep's time follows and does not vary with the machine. It sets ``r0``: the most iterations
-of rung 0 whose whole plan fits in it. Without a budget ``r0`` is ``max_iter / η²`` (at least 1).
+of rung 0 whose whole plan fits in it. Without a budget ``r0`` is ``max_iter / η²``, at least
+:data:`MIN_FIRST_RUNG`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from typing import Any
 
 from pipeline.config import AlsConfig
 
-__all__ = ["RUNGS", "Plan", "plan", "rung_configs", "survivors"]
+__all__ = ["RUNGS", "MIN_FIRST_RUNG", "Plan", "plan", "rung_configs", "survivors"]
 
 RUNGS = 3  # rungs the DAG wires (als_sweep, als_rung_1, als_rung_2); a plan may use fewer
+# Without a budget rung 0 fits at least 2 iterations. After 1 iteration ALS has solved each side once
+# against random factors, and its ranking does not predict the final one: on HetRec 2k the seed grid
+# halved from 1 iteration dropped every rank-25 point (the full grid's winner among them) and chose
+# the full grid's 9th, worse beyond noise; from 2 iterations it chose the full grid's winner
+# (benchmarks/results/halving.md).
+MIN_FIRST_RUNG = 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ def plan(n_configs: int, max_iter: int, rate: int, budget: int | None = None) ->
     if rate == 1 or n_configs <= 1:
         return Plan(rate, (n_configs,), (max_iter,))
     if budget is None:
-        return _plan(n_configs, max_iter, rate, max(1, round(max_iter / rate ** (RUNGS - 1))))
+        first = max(MIN_FIRST_RUNG, round(max_iter / rate ** (RUNGS - 1)))
+        return _plan(n_configs, max_iter, rate, min(max_iter, first))
     fitting = [p for p in (_plan(n_configs, max_iter, rate, r0) for r0 in range(1, max_iter + 1)) if p.cost <= budget]
     if not fitting:
         least = _plan(n_configs, max_iter, rate, 1)
