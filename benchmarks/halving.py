@@ -121,8 +121,9 @@ def markdown(results: dict[str, dict[str, Any]], rate: int) -> str:
         c, d = r["compare"], r["compare"]["difference"]
         verdict = ("the same winner" if c["same_winner"] else
                    f"a different winner, #{c['full_rank_of_halving_winner']} of the full grid's "
-                   f"({c['halving_winner_in_full_grid']:.4f} there), "
-                   + ("within the winner's interval" if c["within_noise"] else "worse beyond noise"))
+                   f"({c['halving_winner_in_full_grid']:.4f} there at max_iter), "
+                   + ("better beyond noise" if d["ci_low"] > 0 else
+                      "within the winner's interval" if c["within_noise"] else "worse beyond noise"))
         lines.append(f"- {name}: {verdict}; halving winner minus full-grid winner, validation MAP@100 paired over "
                      f"the same users: {d['mean']:+.5f} [{d['ci_low']:+.5f}, {d['ci_high']:+.5f}]. "
                      f"{r['halving']['plan']}"

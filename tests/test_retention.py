@@ -84,3 +84,12 @@ def test_ten_nights_keep_three_runs_the_aliased_bundles_and_a_removed_date_comes
         first, second = (n["indexed"]["tested"]["metrics"] for n in (nights[2], again))
         assert first == second
         assert (runs / "night-02" / "split").exists()
+
+
+def test_a_night_whose_start_failed_prunes_nothing(tmp_path, monkeypatch):
+    from pipeline import stages
+
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    old = _run_folder(tmp_path / "runs", "night-01", age_s=30 * 86400)
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id="night-02", run_key="night-02")
+    assert stages.retain(ref) == {} and old.exists()

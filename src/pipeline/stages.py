@@ -623,8 +623,11 @@ def retain(ref: RunRef) -> dict[str, Any]:
     from pipeline.retention import prune
     from pipeline.spark import spill_dir
 
-    run = Run.open(ref)
     lay = ref.layout
+    if not lay.record.exists():  # start failed: the run's keep_runs is unknown, and nothing of it was written
+        progress.note("nothing pruned: the run has no record (its start task failed)")
+        return {}
+    run = Run.open(ref)
     freed = prune(runs_root=lay.root.parent, keep=run.cfg.keep_runs, current=lay.root, spill_dir=spill_dir())
     atomic_write_text(lay.root / "retention.json", json.dumps(freed.to_dict(), indent=1))
     tracking.set_tags(run.parent, {"pipeline.retention": freed.summary()})
