@@ -118,6 +118,9 @@ def _halving_plot(als: Sequence[dict[str, Any]], metric: str, k: int, path: Path
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label if last else None,
                 alpha=1.0 if last else 0.35, color=None if last else "grey", linewidth=1.5 if last else 0.8)
     ax.set_xscale("log")
+    ax.set_xticks(sorted({x for pts in series.values() for x, _ in pts}), minor=False)
+    ax.set_xticks([], minor=True)
+    ax.xaxis.set_major_formatter("{x:g}")  # the rungs' iterations, not powers of ten
     ax.set_xlabel("ALS iterations reached")
     ax.set_ylabel(f"validation MAP@{k}")
     ax.legend(fontsize=6)
