@@ -66,12 +66,13 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
     for param in ("alpha", "rank", "reg_param"):
         if not als:
             break
-        fig, ax = plt.subplots(figsize=(5, 3.5))
         series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in als:
             others = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha", "max_iter")
                                    if x != param and x in r["params"]})
             series[others].append((r["params"][param], r["metrics"][metric]))
+        many = len(series) > 6  # a big grid's legend goes beside the plot, not over its lines
+        fig, ax = plt.subplots(figsize=(8, 3.5) if many else (5, 3.5))
         for label, pts in sorted(series.items()):
             pts.sort()
             ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
@@ -79,7 +80,7 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
         ax.set_ylabel(f"validation MAP@{k}")
         if param == "reg_param":
             ax.set_xscale("log")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if many else {}))
         ax.set_title(f"ALS: validation MAP@{k} vs {param}")
         fig.tight_layout()
         path = Path(out_dir) / f"map_vs_{param}.png"
