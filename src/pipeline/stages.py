@@ -364,16 +364,19 @@ def _continuing(run: Run, rung: int) -> list[Any]:
     finished = sum(r.get("status") == "ok" for r in results)
     progress.note(f"rung {rung}: {len(kept)} of {finished} finished configurations go on to {plan.iterations[rung]} "
                   f"iterations" + (f" ({len(results) - finished} failed)" if finished < len(results) else ""))
-    return _fitted_in(run, rung)
+    return _kept(run, rung, kept)
 
 
 def _fitted_in(run: Run, rung: int) -> list[Any]:
     """The configurations ``rung`` fits: the whole grid in rung 0, then the best share of the rung before."""
-    configs = run.cfg.als_rung(rung)
-    if rung == 0 or not configs:
-        return configs
-    _, kept = _survivors(run, rung)
-    return [c for c, before in zip(configs, run.cfg.als_rung(rung - 1)) if before.key in kept]
+    if rung == 0 or not run.cfg.als_rung(rung):
+        return run.cfg.als_rung(rung)
+    return _kept(run, rung, _survivors(run, rung)[1])
+
+
+def _kept(run: Run, rung: int, kept: set[str]) -> list[Any]:
+    """Rung ``rung``'s configurations whose fit in the rung before has its key in ``kept``."""
+    return [c for c, before in zip(run.cfg.als_rung(rung), run.cfg.als_rung(rung - 1)) if before.key in kept]
 
 
 def _survivors(run: Run, rung: int) -> tuple[list[dict[str, Any]], set[str]]:
