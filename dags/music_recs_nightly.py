@@ -11,10 +11,15 @@ quarantined) → `dedup_and_map` (canonical tracks, exact duplicates dropped, pe
 fit the best share for longer; without it those map over nothing and are skipped) and
 `engine_sweep` (one mapped task per configuration of the other families in the `families` param:
 item-kNN, BPR, logistic MF, LightFM, explicit-rating ALS, neural MF) → `select_best` (validation
-MAP@K) → `test_eval` → `build_index` (every known user's exact list; the serving index, tuned against
+MAP@K) → `test_eval` → `health` (tonight's listens, users, new users and tracks, quarantine and cold
+shares and test MAP@K against the previous nights; `health_checks` fail stops the night before
+`promote`, flag only alerts) and `build_index` (every known user's exact list; the serving index, tuned against
 exact search) → `promote` (MLflow Model Registry `music-recs`, alias `champion`) → `retain` (a
 teardown: the newest `keep_runs` run folders and registered versions stay, older ones and dead
 Spark spill go; versions with an alias keep their bundles).
+
+A failed task, and a health check that only flags, sends an alert to the webhook of the Airflow
+connection `pipeline_alerts` when it is defined (`pipeline.alerts`).
 
 A failing configuration of any sweep fails only itself: `select_best` chooses among the ones
 that finished.
@@ -36,6 +41,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task, teardown
 
+from pipeline.alerts import WebhookNotifier
 from pipeline.runconfig import RunConfig
 from pipeline.spark import submit_conf
 from pipeline.stages import ALS_TASKS, JOB_FILE
@@ -49,7 +55,7 @@ from pipeline.stages import ALS_TASKS, JOB_FILE
     max_active_runs=1,
     doc_md=__doc__,
     tags=["music-recs"],
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": WebhookNotifier()},
     params={name: Param(**spec) for name, spec in RunConfig.param_specs().items()},
 )
 def music_recs_nightly():
@@ -146,6 +152,12 @@ def music_recs_nightly():
         return stages.test_eval(stages.RunRef.from_airflow(context), best)
 
     @task
+    def health(tested: dict, **context) -> dict:
+        from pipeline import stages
+
+        return stages.health(stages.RunRef.from_airflow(context), tested)
+
+    @task
     def build_index(tested: dict, **context) -> dict:
         from pipeline import stages
 
@@ -167,7 +179,10 @@ def music_recs_nightly():
     engines = engine_sweep.expand_kwargs(engine_configs(splits))
     best = select_best()
     [baselines, *als, engines] >> best
-    promote(build_index(test_eval(best))) >> retain()
+    tested = test_eval(best)
+    promoted = promote(build_index(tested))
+    health(tested) >> promoted  # a night that fails its checks is not promoted
+    promoted >> retain()
 
 
 music_recs_nightly()

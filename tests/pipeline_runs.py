@@ -4,6 +4,7 @@ DAG's tasks call, for tests that check the stages without Airflow."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,12 @@ def airflow_env(home: Path, *, migrate_db: bool = True, **extra: str) -> dict[st
     return env
 
 
-def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None) -> dict:
+def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None,
+                 as_of: dt.datetime | None = None) -> dict:
     """The whole run. ``force_selected`` (a config key prefix) makes that configuration the validation
-    winner handed to test_eval, as if it had won: what a later stage does with a given winner."""
-    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id)
+    winner handed to test_eval, as if it had won: what a later stage does with a given winner.
+    ``as_of`` is the run's date (a nightly-increments input is ingested up to it)."""
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id=run_id, run_key=run_id, as_of=as_of)
     stages.start(ref, params)
     splits = stages.split(ref, stages.dedup(ref, stages.validate(ref)))
     stages.popularity(ref, splits)
@@ -39,9 +42,12 @@ def run_pipeline(run_id: str, params: dict, *, force_selected: str | None = None
 
         row = next(r for r in leaderboard(ref.layout.results, 100) if r["key"].startswith(force_selected))
         best = {k: row[k] for k in best}
-    indexed = stages.build_index(ref, stages.test_eval(ref, best))
+    tested = stages.test_eval(ref, best)
+    health = stages.health(ref, tested)
+    indexed = stages.build_index(ref, tested)
     promotion = stages.promote(ref, indexed)
-    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed, "promotion": promotion,
+    return {"ref": ref, "record": ref.layout.read_record(), "indexed": indexed, "health": health,
+            "promotion": promotion,
             "retention": stages.retain(ref)}
 
 

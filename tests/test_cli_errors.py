@@ -35,6 +35,14 @@ def bad(tmp_path_factory) -> Path:
     (d / "truncated" / "interactions" / "part-0.parquet").write_bytes(b"PAR1 cut off")
     (d / "truncated" / "tracks.parquet").write_bytes(b"PAR1 cut off")
     (d / "not_parquet.parquet").write_text("user,items\nu1,a\n")
+    nanos = d / "nanos" / "interactions"  # what pandas writes after timestamp arithmetic
+    nanos.mkdir(parents=True)
+    import pandas as pd
+
+    listens = pd.DataFrame({"user_id": ["u1"], "recording_msid": ["m1"],
+                            "timestamp": pd.to_datetime(["2026-01-01T00:00:00.000000001Z"])})
+    listens.to_parquet(nanos / "part-0.parquet", version="2.6")
+    listens[["recording_msid"]].to_parquet(d / "nanos" / "tracks.parquet")
     (d / "ingest_no_summary").mkdir()
     (d / "ingest_bad_summary").mkdir()
     (d / "ingest_bad_summary" / "summary.json").write_text("{not json")
@@ -56,6 +64,7 @@ CASES = [
     ("ingest --format lastfm1k --input {bad}/empty.tsv --out {bad}/o", "has no rows"),
     ("ingest --format lastfm1k --input {bad}/commas.tsv --out {bad}/o", "no '\\t' separator found"),
     ("ingest --format listenbrainz --input {bad}/truncated --out {bad}/o", "not a readable Parquet file"),
+    ("ingest --format listenbrainz --input {bad}/nanos --out {bad}/o", "coerce_timestamps='us'"),
     ("ingest --format movielens --input {bad}/ml --out {bad}/o-ml",
      "5 row(s) 'timestamp: before min_timestamp 1995-01-01T00:00:00Z' (to admit them set "
      "min_timestamp=1990-01-02T00:00:00Z; 1 user(s) have no other rows and would be lost entirely (3))"),

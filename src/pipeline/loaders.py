@@ -135,6 +135,10 @@ def _read_parquet(spark: "SparkSession", path: Path, needed: tuple[str, ...]) ->
         df = spark.read.parquet(str(path))
         df.schema  # noqa: B018 - forces the footer read
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        if "TIMESTAMP(NANOS" in str(exc):
+            raise ValueError(f"{path} stores timestamps in nanoseconds, which Spark cannot read; re-export it with "
+                             "microseconds (pandas: df.to_parquet(..., coerce_timestamps='us'); pyarrow: "
+                             "pq.write_table(..., coerce_timestamps='us'))") from exc
         raise ValueError(f"{path} is not a readable Parquet file or folder ({type(exc).__name__}); "
                          "it may be truncated: re-export it") from exc
     missing = [c for c in needed if c not in df.columns]

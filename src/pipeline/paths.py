@@ -110,6 +110,7 @@ class RunLayout:
         select/                 leaderboard.{md,json}, sweep plots
         test/metrics.json       the selected model and the best baseline on the test window
         test/per_user.npz       the served model's per-user test metrics
+        health/                 the night's checks against the previous nights (health.json, trend.png)
         index_tuning/           every measured index setting, tuning.json, tradeoffs.png
         bundle/                 what the served model loads (index, ID maps, factors, fallback)
         promotion.json          the registry decision
@@ -184,6 +185,10 @@ class RunLayout:
     def test_per_user(self) -> Path:
         """The served model's per-user test metrics (pairs it with the incumbent at promotion)."""
         return self.root / "test" / "per_user.npz"
+
+    @property
+    def health(self) -> Path:
+        return self.root / "health"
 
     @property
     def index_tuning(self) -> Path:

@@ -22,6 +22,7 @@ from pipeline.config import (
     PopularityConfig, SplitConfig, als_grid, popularity_grid,
 )
 from pipeline.halving import Plan, plan, rung_configs
+from pipeline.health import Thresholds
 from pipeline.models.configs import CONFIGS as ENGINE_CONFIGS
 from pipeline.models.configs import DEFAULT_GRIDS, grids
 
@@ -135,6 +136,20 @@ class RunConfig:
                                  "and registered versions kept without an alias; older ones, and Spark spill "
                                  "left by dead applications, are removed by the retain task. Versions that carry "
                                  "an alias keep their bundles.", minimum=1)
+    # -- nightly health checks (pipeline.health)
+    health_checks: str = _setting("fail", "Nightly health checks against the previous nights of the same input: fail "
+                                          "(a failed check fails the health task, so the night is not promoted, and "
+                                          "the alert says why), flag (alert, then promote as usual) or off.",
+                                  enum=["fail", "flag", "off"])
+    health_min_nights: int = _setting(3, "Health: previous nights needed before a figure is checked.", minimum=1)
+    health_max_ratio: float = _setting(3.0, "Health: listens, users, new users, new tracks and the top user's listens "
+                                            "may differ from the previous nights' median by this factor at most "
+                                            "(compared as (x+1)/(median+1)).", exclusiveMinimum=1)
+    health_max_share_rise: float = _setting(0.1, "Health: the quarantined share and the test window's cold-user share "
+                                                 "may exceed the previous nights' median by this much at most.",
+                                            minimum=0, maximum=1)
+    health_max_map_drop: float = _setting(0.3, "Health: the selected model's test MAP@K may fall below the previous "
+                                               "nights' median by this fraction at most.", minimum=0, maximum=1)
     index_queries: int = _setting(200, "Validation users whose queries measure each index's recall and latency.",
                                   minimum=1)
 
@@ -188,6 +203,10 @@ class RunConfig:
 
     def eval(self) -> EvalConfig:
         return EvalConfig(k=self.k, exclude_seen=self.exclude_seen, seed=self.seed, resamples=self.bootstrap_resamples)
+
+    def health(self) -> Thresholds:
+        return Thresholds(mode=self.health_checks, min_nights=self.health_min_nights, max_ratio=self.health_max_ratio,
+                          max_share_rise=self.health_max_share_rise, max_map_drop=self.health_max_map_drop)
 
     def index(self) -> IndexConfig:
         return IndexConfig(recall_target=self.recall_target, n_queries=self.index_queries,

@@ -33,7 +33,7 @@ __all__ = [
     "JOB_FILE", "ALS_TASKS", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity",
     "als_submit_kwargs", "als_local",
     "engine_configs", "engine_fit",
-    "select", "test_eval", "build_index", "promote", "retain", "resolve_input", "input_fingerprint",
+    "select", "test_eval", "health", "build_index", "promote", "retain", "resolve_input", "input_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -574,6 +574,58 @@ def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
     return {**result, "selected": served}
 
 
+def health(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
+    """Tonight against the previous nights of the same input (:mod:`pipeline.health`); fail or flag on drift.
+
+    With ``health_checks`` ``fail`` a failed check raises, so ``promote`` does not run and the DAG's
+    ``on_failure_callback`` sends the alert; with ``flag`` this task sends it and the night goes on.
+    """
+    from pipeline import health as h
+
+    run = Run.open(ref)
+    th = run.cfg.health()
+    if th.mode == "off":
+        progress.note("health checks off (health_checks=off)")
+        return {"mode": "off"}
+    k = run.cfg.k
+    night = h.night_from_ingest(ref.run_key, json.loads(run.layout.ingest.summary.read_text()),
+                                run.layout.ingest.listens)
+    h.add_model_figures(night, tested["metrics"], k)
+    history = h.History(ref.dag_id, run.record["input_path"])
+    report = h.Report(night, h.evaluate(night, history.before(ref.run_key), th))
+    history.record(night)
+    out = run.layout.health
+    atomic_write_text(out / "health.json", json.dumps(report.to_json(), indent=1))
+    nights = history.before(ref.run_key) + [night]
+    plot = h.trend_plot(nights, k, out / "trend.png")
+    tracking.log_files(run.parent, [out / "health.json", plot], "health")
+    tracking.log_metrics(run.parent, night.figures, prefix="health_")
+    verdict = "ok" if not report.failed else ("failed" if th.mode == "fail" else "flagged")
+    tracking.set_tags(run.parent, {"pipeline.health": f"{verdict}: {report.summary()}"[:5000]})
+    if report.failed:
+        text = f"{ref.dag_id} {ref.run_key}: health checks {verdict} for {night.label}: {report.summary()}"
+        progress.note(f"{len(report.failed)} check(s) {verdict}: {', '.join(c.figure for c in report.failed)}",
+                      ok=False)
+        if th.mode == "fail":
+            raise h.HealthCheckFailed(text + " (the night is not promoted; set health_checks=flag to promote anyway)")
+        from pipeline import alerts
+
+        alerts.send(text, kind="health", context=_airflow_context(), details=report.to_json())
+    else:
+        progress.note(report.summary())
+    return report.to_json()
+
+
+def _airflow_context() -> Mapping[str, Any]:
+    """The running task's Airflow context, or an empty one outside a task (stages run in-process)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        return get_current_context()
+    except Exception:  # noqa: BLE001 - no task is running
+        return {}
+
+
 def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     """annoy and HNSW over the selected model's item factors, tuned against exact search; the bundle."""
     from pipeline.indexing import build_bundle
@@ -617,8 +669,18 @@ def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
         candidate=float(tested["metrics"][f"test_map_at_{cfg.k}"]), candidate_per_user=(users, per_user["map"]),
         config_key=tested["best"], parent_run_id=run.parent, run_key=ref.run_key, dag_run_id=ref.dag_run_id,
         out=run.layout.promotion)
+    _record_promotion(ref, run, decision, cfg.k)
     progress.note(f"music-recs v{decision['version']} -> @{decision['alias']}")
     return decision
+
+
+def _record_promotion(ref: RunRef, run: Run, decision: Mapping[str, Any], k: int) -> None:
+    """The champion's test MAP@K on tonight's window, for the health history's trend."""
+    from pipeline.health import History
+
+    m = f"test_map_at_{k}"
+    theirs = decision.get(f"candidate_{m}") if decision["alias"] == "champion" else decision.get(f"incumbent_{m}")
+    History(ref.dag_id, run.record["input_path"]).record_promotion(ref.run_key, decision["alias"], theirs)
 
 
 def retain(ref: RunRef) -> dict[str, Any]:
