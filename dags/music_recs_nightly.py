@@ -11,12 +11,13 @@ quarantined) → `dedup_and_map` (canonical tracks, exact duplicates dropped, pe
 fit the best share for longer; without it those map over nothing and are skipped) and
 `engine_sweep` (one mapped task per configuration of the other families in the `families` param:
 item-kNN, BPR, logistic MF, LightFM, explicit-rating ALS, neural MF) → `select_best` (validation
-MAP@K) → `test_eval` → `health` (tonight's listens, users, new users and tracks, quarantine and cold
-shares and test MAP@K against the previous nights; `health_checks` fail stops the night before
-`promote`, flag only alerts) and `build_index` (every known user's exact list; the serving index, tuned against
-exact search) → `promote` (MLflow Model Registry `music-recs`, alias `champion`) → `retain` (a
-teardown: the newest `keep_runs` run folders and registered versions stay, older ones and dead
-Spark spill go; versions with an alias keep their bundles).
+MAP@K) → `test_eval` → `build_index` (every known user's exact list; the serving index, tuned
+against exact search) and, beside it, `health` (tonight's listens, users, new users and tracks,
+top listener, quarantine and cold shares and test MAP@K against the previous nights; with
+`health_checks` fail a failed check stops the night before `promote`) → `promote` (MLflow Model
+Registry `music-recs`, alias `champion`) → `retain` (a teardown: the newest `keep_runs` run folders
+and registered versions stay, older ones and dead Spark spill go; versions with an alias keep their
+bundles).
 
 A failed task, and a health check that only flags, sends an alert to the webhook of the Airflow
 connection `pipeline_alerts` when it is defined (`pipeline.alerts`).

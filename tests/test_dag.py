@@ -65,6 +65,9 @@ def test_dag_wires_the_flow(dag):
     assert "test_eval" in downstream("select_best")
     assert "build_index" in downstream("test_eval")
     assert "promote" in downstream("build_index")
+    # the health checks run beside build_index; a night that fails them is not promoted
+    assert "health" in downstream("test_eval") and downstream("health") == {"promote"}
+    assert all(type(cb).__name__ == "WebhookNotifier" for cb in dag.get_task("health").on_failure_callback)
     # retention last, as a teardown: it runs whatever became of the night and never decides the run's state
     assert downstream("promote") == {"retain"} and dag.get_task("retain").is_teardown
 
@@ -74,7 +77,7 @@ def test_dag_schedule_and_params(dag):
     assert dag.timetable.expression == "0 3 * * *"
     params = dag.params
     for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas",
-                 "halving_rate", "halving_budget",
+                 "halving_rate", "halving_budget", "health_checks", "health_max_ratio", "health_max_map_drop",
                  "train_window_days", "recall_target", "index_kinds", "annoy_trees", "hnsw_M", "hnsw_ef_construction"):
         assert name in params, name
         param = params.get_param(name)

@@ -53,6 +53,8 @@ def test_history_replaces_a_rerun_in_place_and_keeps_inputs_apart(tmp_path):
     assert [n.run_key for n in h.before("n3")] == ["n1", "n2"]
     h.record_promotion("n3", "champion", 0.12)
     assert (h.nights()[2].promoted, h.nights()[2].champion_test_map) == ("champion", 0.12)
+    h.record(Night("n4", "n4", 1, {"listens": 1.0}, failed=["listens"]))
+    assert h.nights()[3].failed == ["listens"] and h.nights()[0].failed == []
     assert History("dag", "/data/b", home=tmp_path).nights() == []
 
 
@@ -78,5 +80,6 @@ def test_a_night_of_increments_is_its_partitions_counted_per_partition(tmp_path)
 def test_trend_plot_draws_every_night(tmp_path):
     nights = [_night(f"date=2026-01-{i:02d}", test_map=0.1 + i / 100) for i in range(1, 31)]
     nights[5].champion_test_map = 0.11
+    nights[-1].failed = ["listens"]
     out = trend_plot(nights, 100, tmp_path / "trend.png")
     assert out.stat().st_size > 10_000

@@ -85,6 +85,7 @@ class Night:
     figures: dict[str, float]
     champion_test_map: float | None = None
     promoted: str | None = None
+    failed: list[str] = field(default_factory=list)  # the figures whose checks failed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +93,7 @@ class Night:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Night:
         return cls(**{k: d.get(k) for k in ("run_key", "label", "partitions", "figures", "champion_test_map",
-                                              "promoted")})
+                                              "promoted")}, failed=list(d.get("failed") or []))
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,10 @@ def trend_plot(nights: list[Night], k: int, out: Path) -> Path:
     champ = [(i, n.champion_test_map) for i, n in enumerate(nights) if n.champion_test_map is not None]
     if champ:
         ax.plot(*zip(*champ), "s--", label="champion after promotion")
+    bad = [i for i, n in enumerate(nights) if n.failed]
+    if bad:
+        ax.plot(bad, [nights[i].figures.get("test_map") for i in bad], "x", color="red", markersize=12, mew=2,
+                label="checks failed")
     ax.set_ylabel(f"test MAP@{k}")
     ax.legend(loc="best", fontsize=8)
     ax = axes[1]

@@ -593,6 +593,7 @@ def health(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     h.add_model_figures(night, tested["metrics"], k)
     history = h.History(ref.dag_id, run.record["input_path"])
     report = h.Report(night, h.evaluate(night, history.before(ref.run_key), th))
+    night.failed = [c.figure for c in report.failed]
     history.record(night)
     out = run.layout.health
     atomic_write_text(out / "health.json", json.dumps(report.to_json(), indent=1))
