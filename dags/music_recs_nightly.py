@@ -19,6 +19,10 @@ Registry `music-recs`, alias `champion`) → `retain` (a teardown: the newest `k
 and registered versions stay, older ones and dead Spark spill go; versions with an alias keep their
 bundles).
 
+Scheduled at 03:00 UTC, or, with `MUSIC_RECS_SCHEDULE=asset` (or `cron_or_asset`) where the DAG
+processor runs, whenever `music_recs_landing` lands a night (the asset `music_recs_landed_listens`);
+`promote` updates the asset `music_recs_model`.
+
 A failed task, and a health check that only flags, sends an alert to the webhook of the Airflow
 connection `pipeline_alerts` when it is defined (`pipeline.alerts`).
 
@@ -43,6 +47,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task, teardown
 
 from pipeline.alerts import WebhookNotifier
+from pipeline.assets import MODEL, nightly_schedule
 from pipeline.runconfig import RunConfig
 from pipeline.spark import submit_conf
 from pipeline.stages import ALS_TASKS, JOB_FILE
@@ -50,7 +55,7 @@ from pipeline.stages import ALS_TASKS, JOB_FILE
 
 @dag(
     dag_id="music_recs_nightly",
-    schedule="0 3 * * *",
+    schedule=nightly_schedule(),  # MUSIC_RECS_SCHEDULE: cron (default), asset or cron_or_asset
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -62,8 +67,10 @@ from pipeline.stages import ALS_TASKS, JOB_FILE
 def music_recs_nightly():
     @task
     def start(params=None, **context) -> dict:
-        from pipeline import stages
+        from pipeline import assets, stages
 
+        # a run the landing asset started, without a conf of its own, trains on what landed
+        params = assets.run_params(params, context["dag_run"].conf, context.get("triggering_asset_events"))
         return stages.start(stages.RunRef.from_airflow(context), params)
 
     @task
@@ -164,11 +171,13 @@ def music_recs_nightly():
 
         return stages.build_index(stages.RunRef.from_airflow(context), tested)
 
-    @task
+    @task(outlets=[MODEL])
     def promote(indexed: dict, **context) -> dict:
         from pipeline import stages
 
-        return stages.promote(stages.RunRef.from_airflow(context), indexed)
+        decision = stages.promote(stages.RunRef.from_airflow(context), indexed)
+        context["outlet_events"][MODEL].extra = {k: decision.get(k) for k in ("version", "alias", "reason")}
+        return decision
 
     splits = split(dedup_and_map(validate(start())))
     baselines = popularity_sweep(splits)

@@ -97,3 +97,45 @@ def test_als_sweep_is_mapped_spark_submit_with_readable_names(dag):
     engines = dag.get_task("engine_sweep")
     assert engines.partial_kwargs.get("map_index_template") == "{{ label }}"
     assert dag.params.get_param("families").schema["items"]["enum"][:3] == ["popularity", "als", "item_knn"]
+
+
+def test_the_nightly_schedule_is_cron_the_landing_asset_or_both():
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from pipeline.assets import CRON, LANDED, nightly_schedule
+
+    assert nightly_schedule({}) == CRON == nightly_schedule({"MUSIC_RECS_SCHEDULE": "cron"})
+    assert nightly_schedule({"MUSIC_RECS_SCHEDULE": "asset"}) == [LANDED]
+    assert isinstance(nightly_schedule({"MUSIC_RECS_SCHEDULE": "cron_or_asset"}), AssetOrTimeSchedule)
+    with pytest.raises(ValueError, match="MUSIC_RECS_SCHEDULE='hourly': expected one of cron, asset, cron_or_asset"):
+        nightly_schedule({"MUSIC_RECS_SCHEDULE": "hourly"})
+
+
+def test_a_run_the_landing_asset_started_trains_on_what_landed_unless_given_a_conf():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from pipeline.assets import LANDED, run_params
+
+    def event(day, path):
+        return SimpleNamespace(timestamp=dt.datetime(2026, 1, day, tzinfo=dt.timezone.utc),
+                               extra={"input_path": path, "input_format": "listenbrainz", "conf": {"k": 10}})
+
+    params = {"input_path": "data/demo", "input_format": "lastfm1k", "k": 100}
+    events = {LANDED: [event(2, "/d/new"), event(1, "/d/old")]}
+    assert run_params(params, {}, events) == {"input_path": "/d/new", "input_format": "listenbrainz", "k": 10}
+    assert run_params(params, {"k": 5}, events) == params  # its own conf wins: a run triggered by hand
+    assert run_params(params, None, None) == params  # a cron run
+
+
+def test_the_landing_dag_updates_the_landed_asset_and_promote_the_model_asset(dag):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.assets import LANDED, MODEL
+
+    bag = DagBag(dag_folder=str(DAG_FILE.parent / "music_recs_landing.py"))
+    assert bag.import_errors == {}
+    landing = bag.dags["music_recs_landing"]
+    assert type(landing.timetable).__name__ == "NullTimetable" and landing.get_task("land").outlets == [LANDED]
+    assert set(landing.params) == {"source", "landing", "input_format", "nightly_conf"}
+    assert dag.get_task("promote").outlets == [MODEL]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,31 +59,37 @@ class Api:
         return self._call("PATCH", path, body)
 
 
+@contextmanager
+def services(home: Path, **extra_env: str):
+    """scripts/airflow.sh's services for ``home``, as `make up` starts them; the admin's API client."""
+    port = free_port()
+    env = service_env(home, **{k: v for k, v in airflow_env(home, migrate_db=False).items()
+                               if k in ("AIRFLOW_CONN_SPARK_DEFAULT", "SPARK_DRIVER_MEMORY")},
+                      AIRFLOW_PORT=str(port), **extra_env)
+    env.pop("AIRFLOW_HOME", None)  # the script's own default under PIPELINE_HOME, as under `make up`
+    env.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        run_script("airflow.sh", "start", env=env, timeout=300)
+        yield Api(f"http://127.0.0.1:{port}", home / "airflow" / "simple_auth_manager_passwords.json.generated")
+    finally:
+        run_script("airflow.sh", "stop", env=env, timeout=180)
+
+
 @pytest.fixture()
 def airflow(tmp_path):
     from pipeline import synth
 
     home = tmp_path / "home"
     synth.generate(home / "data" / "demo", n_listens=12_000, seed=5)
-    port = free_port()
-    env = service_env(home, **{k: v for k, v in airflow_env(home, migrate_db=False).items()
-                               if k in ("AIRFLOW_CONN_SPARK_DEFAULT", "SPARK_DRIVER_MEMORY")},
-                      AIRFLOW_PORT=str(port))
-    env.pop("AIRFLOW_HOME", None)  # the script's own default under PIPELINE_HOME, as under `make up`
-    env.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        run_script("airflow.sh", "start", env=env, timeout=300)
-        api = Api(f"http://127.0.0.1:{port}", home / "airflow" / "simple_auth_manager_passwords.json.generated")
+    with services(home) as api:
         yield api, home
-    finally:
-        run_script("airflow.sh", "stop", env=env, timeout=180)
 
 
-def _wait_for_dag(api: Api, timeout: float = 180) -> None:
+def _wait_for_dag(api: Api, timeout: float = 180, dag: str = DAG) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            api.patch(f"/api/v2/dags/{DAG}?update_mask=is_paused", {"is_paused": False})
+            api.patch(f"/api/v2/dags/{dag}?update_mask=is_paused", {"is_paused": False})
             return
         except urllib.error.HTTPError as e:
             if e.code != 404 or time.monotonic() > deadline:  # 404 until the DAG processor has parsed it
@@ -111,3 +118,55 @@ def test_a_run_triggered_through_the_api_finishes_under_the_scheduler_with_reada
     assert "rows kept" in log and "Could not read served logs" not in log, log[-2000:]
     # and it reads: no Great Expectations import chatter or progress bar (shown as ERROR lines)
     assert "Skipping registering function" not in log and "Calculating Metrics" not in log, log[-2000:]
+
+
+def _finished(api: Api, dag: str, run_id: str, minutes: float = 15) -> str:
+    deadline = time.monotonic() + minutes * 60
+    while (state := api.get(f"/api/v2/dags/{dag}/dagRuns/{run_id}")["state"]) not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"{dag} run {run_id} still {state} after {minutes} minutes"
+        time.sleep(3)
+    return state
+
+
+def test_scheduled_on_the_landing_asset_the_nightly_run_starts_when_a_night_lands_and_not_before(tmp_path):
+    from pipeline import synth
+
+    home = tmp_path / "home"
+    synth.generate(home / "data" / "log", n_listens=8_000, n_users=120, n_tracks=600, start="2026-01-01", days=2,
+                   seed=5)
+    with services(home, MUSIC_RECS_SCHEDULE="asset") as api:
+        for dag in (DAG, "music_recs_landing"):
+            _wait_for_dag(api, dag=dag)
+        runs = f"/api/v2/dags/{DAG}/dagRuns"
+        assert api.get(runs)["total_entries"] == 0
+        conf = {"source": str(home / "data" / "log"), "landing": "data/nightly", "nightly_conf": CONF}
+        # a landing for the day before the log begins lands nothing: the asset is not updated, no night starts
+        early = api.post("/api/v2/dags/music_recs_landing/dagRuns",
+                         {"logical_date": "2025-12-31T06:00:00Z", "conf": conf})["dag_run_id"]
+        assert _finished(api, "music_recs_landing", early) == "success"
+        ti = api.get(f"/api/v2/dags/music_recs_landing/dagRuns/{early}/taskInstances/land")
+        assert ti["state"] == "skipped"
+        time.sleep(20)  # several scheduler loops
+        assert api.get(runs)["total_entries"] == 0, api.get(runs)
+        # the first night lands: the asset is updated and the nightly run starts on it
+        landed = api.post("/api/v2/dags/music_recs_landing/dagRuns",
+                          {"logical_date": "2026-01-01T06:00:00Z", "conf": conf})["dag_run_id"]
+        assert _finished(api, "music_recs_landing", landed) == "success"
+        events = api.get("/api/v2/assets/events?limit=10")["asset_events"]
+        assert [e["extra"]["partitions"] for e in events if e["source_dag_id"] == "music_recs_landing"] == [
+            ["date=2026-01-01"]]
+        deadline = time.monotonic() + 120
+        while not (started := api.get(runs)["dag_runs"]):
+            assert time.monotonic() < deadline, "no nightly run two minutes after the night landed"
+            time.sleep(3)
+        (run,) = started
+        assert run["run_type"] == "asset_triggered", run
+        assert _finished(api, DAG, run["dag_run_id"]) == "success"
+        # it trained on what landed, with the landing's params for it, and promote updated the model asset
+        summary = json.loads(next(home.glob("runs/*/ingest/summary.json")).read_text())
+        assert summary["ingested"] == ["date=2026-01-01"] and summary["partitions"] == ["date=2026-01-01"]
+        record = json.loads(next(home.glob("runs/*/context.json")).read_text())
+        assert record["input_path"] == str(home / "data" / "nightly") and record["config"]["ranks"] == CONF["ranks"]
+        events = api.get("/api/v2/assets/events?limit=10")["asset_events"]
+        model = [e for e in events if e["source_dag_id"] == DAG]
+        assert len(model) == 1 and model[0]["extra"]["alias"] == "champion" and model[0]["extra"]["version"] == "1"

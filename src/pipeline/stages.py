@@ -33,7 +33,7 @@ __all__ = [
     "JOB_FILE", "ALS_TASKS", "RunRef", "Run", "start", "validate", "dedup", "split", "popularity",
     "als_submit_kwargs", "als_local",
     "engine_configs", "engine_fit",
-    "select", "test_eval", "health", "build_index", "promote", "retain", "resolve_input", "input_fingerprint",
+    "select", "test_eval", "health", "build_index", "promote", "retain", "land", "resolve_input", "input_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -699,3 +699,21 @@ def retain(ref: RunRef) -> dict[str, Any]:
     tracking.set_tags(run.parent, {"pipeline.retention": freed.summary()})
     progress.note(freed.summary())
     return freed.to_dict()
+
+
+# ---------------------------------------------------------------- landing (the music_recs_landing DAG)
+
+
+def land(source: str, landing: str, input_format: str, until: dt.date) -> dict[str, Any]:
+    """The nights of ``source`` up to ``until`` not yet under ``landing``, as ``date=`` folders
+    (:func:`pipeline.increments.partition_log`); each lands in one atomic rename."""
+    from pipeline import increments
+    from pipeline.spark import get_session
+
+    src, out = resolve_input(source), resolve_input(landing)
+    if not src.exists():
+        raise FileNotFoundError(f"source {src} does not exist; point the landing DAG's 'source' param at the raw log")
+    landed = increments.partition_log(get_session("music_recs_landing"), input_format, src, out, until=until)
+    progress.note(f"{len(landed['written'])} night(s) landed up to {until}"
+                  + (f": {', '.join(landed['written'])}" if landed["written"] else ", nothing new"))
+    return landed
