@@ -107,6 +107,7 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
                         r"\(1 done, 0 failed\)", figures["engine_sweep"])
     assert re.fullmatch(r"best of 9 \(0 failed\): spark .+ val MAP@100 0\.\d{4}", figures["select_best"])
     assert re.fullmatch(r"\S+ .*: recall@100 [01]\.\d{3}", figures["build_index"])
+    assert figures["health"] == "not checked yet: 0 previous night(s), health_min_nights=3"  # the input's first night
     assert figures["promote"] == "music-recs v1 -> @champion"
     report = subprocess.run([str(BIN / "pipeline"), "report"], env={**os.environ}, capture_output=True, text=True,
                             timeout=300)
