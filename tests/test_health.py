@@ -40,7 +40,7 @@ def test_thresholds_are_the_params_and_too_few_nights_check_nothing():
     assert all(c.ok for c in evaluate(night, previous, Thresholds(max_ratio=4.0)))
     unchecked = evaluate(night, previous[:2], Thresholds())
     assert all(c.ok and c.baseline is None for c in unchecked)
-    assert "2 previous night(s), health_min_nights=3" in Report(night, unchecked).summary()
+    assert Report(night, unchecked).summary() == "not checked yet: 2 previous night(s), health_min_nights=3"
 
 
 def test_history_replaces_a_rerun_in_place_and_keeps_inputs_apart(tmp_path):
