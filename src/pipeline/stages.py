@@ -592,13 +592,14 @@ def health(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
                                 run.layout.ingest.listens)
     h.add_model_figures(night, tested["metrics"], k)
     history = h.History(ref.dag_id, run.record["input_path"])
-    report = h.Report(night, h.evaluate(night, history.before(ref.run_key), th))
+    previous = history.before(ref.run_key)
+    report = h.Report(night, h.evaluate(night, previous, th))
     night.failed = [c.figure for c in report.failed]
     history.record(night)
+    summary = report.to_json()
     out = run.layout.health
-    atomic_write_text(out / "health.json", json.dumps(report.to_json(), indent=1))
-    nights = history.before(ref.run_key) + [night]
-    plot = h.trend_plot(nights, k, out / "trend.png")
+    atomic_write_text(out / "health.json", json.dumps(summary, indent=1))
+    plot = h.trend_plot(previous + [night], k, out / "trend.png")
     tracking.log_files(run.parent, [out / "health.json", plot], "health")
     tracking.log_metrics(run.parent, night.figures, prefix="health_")
     verdict = "ok" if not report.failed else ("failed" if th.mode == "fail" else "flagged")
@@ -611,10 +612,10 @@ def health(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
             raise h.HealthCheckFailed(text + " (the night is not promoted; set health_checks=flag to promote anyway)")
         from pipeline import alerts
 
-        alerts.send(text, kind="health", context=_airflow_context(), details=report.to_json())
+        alerts.send(text, kind="health", context=_airflow_context(), details=summary)
     else:
         progress.note(report.summary())
-    return report.to_json()
+    return summary
 
 
 def _airflow_context() -> Mapping[str, Any]:
