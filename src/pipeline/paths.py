@@ -13,6 +13,7 @@ Layout under the pipeline home (``$PIPELINE_HOME``, default ``<repo>/var``)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,7 +28,7 @@ from typing import Any
 
 __all__ = [
     "pipeline_home", "run_dir", "run_key", "RunLayout", "IngestLayout", "atomic_dir", "atomic_write_text", "file_lock", "sha256_file",
-    "fingerprint",
+    "fingerprint", "DiskFull", "disk_full", "naming_a_full_disk",
 ]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -232,9 +233,47 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing behind
     return path
+
+
+class DiskFull(OSError):
+    """A stage ran out of disk space; the message names the disk and what to do."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception it was raised from is "no space left on device" (ours or the JVM's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(what: str, where: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise a full disk inside the block as one :class:`DiskFull` line that names the disk holding
+    ``where`` (or the file the error names), its free space and the fix; other errors pass through."""
+    try:
+        yield
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        named = getattr(exc, "filename", None)
+        place = Path(named or where)
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        usage = shutil.disk_usage(place)
+        raise DiskFull(errno.ENOSPC, (
+            f"{what} ran out of disk space writing under {named or where} (the disk holding {place} has "
+            f"{usage.free / 2**20:,.1f} MiB free of {usage.total / 2**20:,.1f} MiB); nothing of it was marked "
+            "complete. Free space there, or point PIPELINE_HOME at a larger disk, then clear the task to run it "
+            "again")) from None
 
 
 @contextlib.contextmanager

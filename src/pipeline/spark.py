@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["SESSION_CONF", "default_driver_memory", "get_session", "release_session", "spill_dir", "submit_conf"]
+__all__ = ["SESSION_CONF", "MasterWatch", "default_driver_memory", "get_session", "master_lost", "release_session",
+           "spill_dir", "submit_conf"]
+
+log = logging.getLogger(__name__)
 
 # Every session of the pipeline, in-process or submitted: UTC timestamps, many small shuffle
 # partitions that spill in pieces instead of failing (adaptive execution merges them back),
@@ -26,6 +33,7 @@ SESSION_CONF = {
 }
 
 _started: "SparkSession | None" = None  # the session get_session built, the only one release_session stops
+_watch: "MasterWatch | None" = None  # the standalone master of this process's session, watched
 
 
 def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "SparkSession":
@@ -35,7 +43,7 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     comes from the command line and an existing session is reused as is. Sessions run in UTC
     so that timestamps mean the same on every machine.
     """
-    global _started
+    global _started, _watch
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
@@ -54,7 +62,64 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     session = builder.getOrCreate()
     if not foreign:
         _started = session
+    if session.sparkContext.master.startswith("spark://") and (_watch is None or _watch.session is not session):
+        _watch = MasterWatch(session)
     return session
+
+
+class MasterWatch:
+    """Cancel a standalone session's jobs once its master has stopped answering for ``patience`` seconds.
+
+    Spark waits for a lost standalone master forever ("Disconnected from Spark cluster! Waiting for
+    reconnection..."): an application that still waits for executors never gets any, and the task that
+    submitted it would hold the night. The watch turns that into a failure that names the master:
+    it cancels the jobs, and :func:`master_lost` says why. ``patience`` defaults to
+    ``$SPARK_MASTER_PATIENCE_SECONDS`` or 90 (Spark itself gives up registering after 3 x 20 s).
+    """
+
+    def __init__(self, session: "SparkSession", *, patience: float | None = None, interval: float = 5.0):
+        self.session = session
+        self.url = session.sparkContext.master
+        self.addresses = [(host, int(port)) for host, port in
+                          (a.rsplit(":", 1) for a in self.url.removeprefix("spark://").split(","))]
+        self.patience = float(patience if patience is not None else
+                              os.environ.get("SPARK_MASTER_PATIENCE_SECONDS", "90"))
+        self.interval = interval
+        self.lost: str | None = None
+        threading.Thread(target=self._watch, name="spark-master-watch", daemon=True).start()
+
+    def _answers(self) -> bool:
+        for address in self.addresses:
+            try:
+                socket.create_connection(address, timeout=3).close()
+                return True
+            except OSError:
+                pass
+        return False
+
+    def _watch(self) -> None:
+        down_since = None
+        while self.session.sparkContext._jsc is not None:  # until the session stops
+            time.sleep(self.interval)
+            if self._answers():
+                down_since = None
+                continue
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since >= self.patience:
+                self.lost = (f"the Spark master {self.url} has not answered for {self.patience:.0f} s, so this "
+                             "application's jobs were cancelled; start the master again (scripts/spark-cluster.sh "
+                             "start) and clear the failed tasks to run them again")
+                log.error("%s", self.lost)
+                try:
+                    self.session.sparkContext.cancelAllJobs()
+                except Exception:  # noqa: BLE001 - the session may be going down already
+                    pass
+                return
+
+
+def master_lost() -> str | None:
+    """Why this process's standalone session lost its master (:class:`MasterWatch`), or None."""
+    return _watch.lost if _watch is not None else None
 
 
 def release_session() -> None:

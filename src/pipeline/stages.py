@@ -20,13 +20,13 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from pipeline import progress, tracking
 from pipeline.data import SplitData
-from pipeline.paths import IngestLayout, RunLayout, atomic_write_text, fingerprint, pipeline_home
+from pipeline.paths import IngestLayout, RunLayout, atomic_write_text, fingerprint, naming_a_full_disk, pipeline_home
 from pipeline.runconfig import RunConfig
 
 __all__ = [
@@ -37,6 +37,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_Stage = TypeVar("_Stage", bound=Callable[..., Any])
+
+
+def _stage(fn: _Stage) -> _Stage:
+    """A DAG task's stage: a full disk fails it with one line naming the disk and the fix (``DiskFull``)."""
+
+    @wraps(fn)
+    def stage(ref: RunRef, *args: Any, **kwargs: Any) -> Any:
+        with naming_a_full_disk(f"task {fn.__name__}", ref.layout.root):
+            return fn(ref, *args, **kwargs)
+
+    return stage  # type: ignore[return-value]
 
 JOB_FILE = Path(__file__).resolve().parent / "jobs" / "als_job.py"
 
@@ -134,6 +146,7 @@ def input_fingerprint(path: Path) -> str:
     return fingerprint((f.relative_to(base), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
 
 
+@_stage
 def start(ref: RunRef, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check the params (:class:`RunConfig`), find the input, open the MLflow parent run, write the record.
 
@@ -197,6 +210,7 @@ def _increments(src: Path, as_of: dt.datetime | None) -> dict[str, str] | None:
 # ---------------------------------------------------------------- ingest
 
 
+@_stage
 def validate(ref: RunRef) -> dict[str, Any]:
     """Load + Great Expectations; quarantine bad rows; fail the run on a bad batch."""
     from pipeline import ingest, increments
@@ -230,6 +244,7 @@ def validate(ref: RunRef) -> dict[str, Any]:
     return summary
 
 
+@_stage
 def dedup(ref: RunRef, validated: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical tracks, duplicates dropped, ID map extended (each pending partition committed once)."""
     from pipeline import increments, ingest
@@ -258,6 +273,7 @@ def dedup(ref: RunRef, validated: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k not in ("raw_files", "validated")}
 
 
+@_stage
 def split(ref: RunRef, ingested: Mapping[str, Any]) -> dict[str, Any]:
     """The temporal split with a later test window; the stats table goes to MLflow."""
     from pipeline import split as split_mod
@@ -298,6 +314,7 @@ def _window(ingested: Mapping[str, Any], window: int) -> Any:
 # ---------------------------------------------------------------- the sweeps
 
 
+@_stage
 def popularity(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every popularity variant (plays_per_listener at every beta); a failing one never stops the others."""
     from pipeline.models.popularity import track_stats_spark
@@ -417,6 +434,7 @@ def engine_configs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list
     return out
 
 
+@_stage
 def engine_fit(ref: RunRef, config: Mapping[str, Any], *, map_index: int | None = None) -> dict[str, Any]:
     """Fit and score one configuration of an engine family (``pipeline.models.engines``) on the driver.
 
@@ -450,6 +468,7 @@ def engine_fit(ref: RunRef, config: Mapping[str, Any], *, map_index: int | None 
 # ---------------------------------------------------------------- select, test, index, promote
 
 
+@_stage
 def select(ref: RunRef) -> dict[str, Any]:
     """Leaderboard of every configuration by validation MAP@K; the winner is tagged in MLflow.
 
@@ -513,6 +532,7 @@ def _check_upstream(lay: RunLayout) -> None:
                                f"see the '{task}' task's log for the cause")
 
 
+@_stage
 def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
     """The selected model and the best popularity baseline on the held-out test window, paired.
 
@@ -574,6 +594,7 @@ def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
     return {**result, "selected": served}
 
 
+@_stage
 def health(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     """Tonight against the previous nights of the same input (:mod:`pipeline.health`); fail or flag on drift.
 
@@ -628,6 +649,7 @@ def _airflow_context() -> Mapping[str, Any]:
         return {}
 
 
+@_stage
 def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     """annoy and HNSW over the selected model's item factors, tuned against exact search; the bundle."""
     from pipeline.indexing import build_bundle
@@ -657,6 +679,7 @@ def build_index(ref: RunRef, tested: Mapping[str, Any]) -> dict[str, Any]:
     return {"bundle_dir": str(lay.bundle), "index": idx, "tested": dict(tested)}
 
 
+@_stage
 def promote(ref: RunRef, indexed: Mapping[str, Any]) -> dict[str, Any]:
     """Register the bundle as a new ``music-recs`` version; ``champion`` only if it beats the incumbent beyond noise."""
     from pipeline.evaluate import Scores
@@ -685,6 +708,7 @@ def _record_promotion(ref: RunRef, run: Run, decision: Mapping[str, Any], k: int
     History(ref.dag_id, run.record["input_path"]).record_promotion(ref.run_key, decision["alias"], theirs)
 
 
+@_stage
 def retain(ref: RunRef) -> dict[str, Any]:
     """Retention (:mod:`pipeline.retention`): the newest ``keep_runs`` runs stay, older outputs go; what was freed."""
     from pipeline.retention import prune

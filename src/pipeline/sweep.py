@@ -56,7 +56,11 @@ def run_config(
         model.save(out / "model")
         scores.save(out / "val_per_user.npz")
     except Exception as exc:
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        from pipeline.spark import master_lost
+
+        lost = master_lost()  # Spark's own message would only say the job was cancelled
+        result.update(status="failed", error=f"MasterLost: {lost}" if lost else f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc())
         atomic_write_text(out / "result.json", json.dumps(result, indent=1))
         if run_id:
             tracking.client().set_tag(run_id, "pipeline.error", result["error"][:5000])

@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     from pipeline import progress
     from pipeline.config import AlsConfig, EvalConfig, from_params
-    from pipeline.spark import get_session
+    from pipeline.spark import get_session, master_lost
     from pipeline.data import SplitData
     from pipeline.sweep import als_config_run
 
@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
             SplitData(args.split), args.out, cfg, EvalConfig(k=args.k, exclude_seen=args.exclude_seen),
             parent_run_id=args.parent_run_id, spark=spark, tags=json.loads(args.tags),
         )
+    except Exception:
+        if lost := master_lost():  # one line that names the master, not a cancelled job's trace
+            progress.note(f"{cfg.label}: {lost}", ok=False)
+            raise SystemExit(f"{cfg.label} failed: {lost}") from None
+        raise
     finally:
         if spark is not None:
             spark.stop()
