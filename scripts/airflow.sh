@@ -13,6 +13,14 @@
 #      i.e. user admin with role admin), AIRFLOW_CONN_SPARK_DEFAULT (default local[*]), any AIRFLOW__* setting.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
+# started by scripts/up.sh before: the same wiring (MLflow server, Spark master), unless the environment says otherwise
+if [[ -f "$STATE/services.env" ]]; then
+  while IFS= read -r line; do
+    [[ "$line" == export\ * ]] || continue
+    var="${line#export }"; var="${var%%=*}"
+    [[ -z "${!var:-}" ]] && eval "$line"
+  done <"$STATE/services.env"
+fi
 PORT="${AIRFLOW_PORT:-8088}"
 URL="http://$CONNECT_HOST:$PORT"
 # the embedded set-up (AIRFLOW_HOME, DAG and plugin folders, spark_default): src/pipeline/airflow_env.py

@@ -8,4 +8,5 @@ status=0
 "$here/airflow.sh" stop || status=1
 "$here/mlflow-server.sh" stop || status=1
 "$here/spark-cluster.sh" stop || status=1
+rm -f "${PIPELINE_HOME:-$here/../var}/services/services.env"
 exit "$status"

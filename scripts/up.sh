@@ -5,7 +5,9 @@
 # triggerer) wired to both: the connection spark_default points at the master (client deploy mode)
 # and tasks log to the tracking server as its admin (MLFLOW_TRACKING_USERNAME/PASSWORD, see
 # scripts/mlflow-server.sh; the password is generated on first start when unset).
-# Trigger `music_recs_nightly` in the UI; stop with scripts/down.sh.
+# Trigger `music_recs_nightly` in the UI; stop with scripts/down.sh. The wiring is kept in
+# $PIPELINE_HOME/services/services.env, so `scripts/airflow.sh start` alone (after a crash) restarts
+# Airflow's processes wired the same way.
 # Ports: Spark master 7077 (UI 8081, workers 8082+), MLflow 5000, Airflow 8088 (see each script's env).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -22,4 +24,14 @@ export MLFLOW_UI_URL="${MLFLOW_UI_URL:-$MLFLOW_TRACKING_URI}"
 master="spark://${SPARK_MASTER_HOST:-$CONNECT_HOST}:${SPARK_MASTER_PORT:-7077}"
 export SPARK_MASTER="$master"   # the data stages' in-task Spark sessions
 export AIRFLOW_CONN_SPARK_DEFAULT="{\"conn_type\": \"spark\", \"host\": \"$master\", \"extra\": {\"deploy-mode\": \"client\"}}"
+# the wiring, for `scripts/airflow.sh start` on its own later (a scheduler restarted after a crash must not
+# fall back to local Spark and the embedded MLflow store); no secret in it: the password stays where it was
+mkdir -p "$STATE"
+{
+  echo "# written by scripts/up.sh: how Airflow's processes reach the services; read by scripts/airflow.sh"
+  for var in MLFLOW_TRACKING_URI MLFLOW_UI_URL MLFLOW_TRACKING_USERNAME SPARK_MASTER AIRFLOW_CONN_SPARK_DEFAULT; do
+    printf 'export %s=%q\n' "$var" "${!var}"
+  done
+  "$here/mlflow-server.sh" env | grep '^export MLFLOW_TRACKING_PASSWORD=' || true
+} >"$STATE/services.env"
 "$here/airflow.sh" start

@@ -85,6 +85,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                       MLFLOW_TRACKING_USERNAME="drills-admin", MLFLOW_TRACKING_PASSWORD="drills-" + os.urandom(8).hex(),
                       # a task whose process died with the scheduler is failed after 60 s, not Airflow's 5 min
                       AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="60",
+                      # and the tasks a killed scheduler had started are reset after a minute, not five
+                      AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL="60",
                       SPARK_MASTER_PATIENCE_SECONDS="45")
     for key in ("AIRFLOW_HOME", "MLFLOW_TRACKING_URI", "SPARK_MASTER", "AIRFLOW_CONN_SPARK_DEFAULT"):
         env.pop(key, None)
@@ -109,7 +111,7 @@ def _stop_the_catch_up_run(api: Api) -> None:
     """Unpaused, the DAG starts its latest 03:00 run on the default params at once (catchup=False still
     runs the most recent interval): not one of the drills, so it is marked failed before it holds the
     only active run slot."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # the scheduler creates it within a loop or two of the unpause
     while time.monotonic() < deadline:
         scheduled = [r for r in api.get(f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"] if r["run_type"] == "scheduled"]
         for run in scheduled:
