@@ -59,7 +59,14 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception:
+        url = master or os.environ.get("SPARK_MASTER", "")
+        if url.startswith("spark://") and not _answers(_addresses(url)):  # Spark: "All masters are unresponsive!"
+            raise RuntimeError(f"cannot start a Spark application: the Spark master {url} does not answer; start it "
+                               "(scripts/spark-cluster.sh start) or unset SPARK_MASTER to run locally") from None
+        raise
     if not foreign:
         _started = session
     if session.sparkContext.master.startswith("spark://") and (_watch is None or _watch.session is not session):
@@ -80,28 +87,18 @@ class MasterWatch:
     def __init__(self, session: "SparkSession", *, patience: float | None = None, interval: float = 5.0):
         self.session = session
         self.url = session.sparkContext.master
-        self.addresses = [(host, int(port)) for host, port in
-                          (a.rsplit(":", 1) for a in self.url.removeprefix("spark://").split(","))]
+        self.addresses = _addresses(self.url)
         self.patience = float(patience if patience is not None else
                               os.environ.get("SPARK_MASTER_PATIENCE_SECONDS", "90"))
         self.interval = interval
         self.lost: str | None = None
         threading.Thread(target=self._watch, name="spark-master-watch", daemon=True).start()
 
-    def _answers(self) -> bool:
-        for address in self.addresses:
-            try:
-                socket.create_connection(address, timeout=3).close()
-                return True
-            except OSError:
-                pass
-        return False
-
     def _watch(self) -> None:
         down_since = None
         while self.session.sparkContext._jsc is not None:  # until the session stops
             time.sleep(self.interval)
-            if self._answers():
+            if _answers(self.addresses):
                 down_since = None
                 continue
             down_since = down_since or time.monotonic()
@@ -115,6 +112,22 @@ class MasterWatch:
                 except Exception:  # noqa: BLE001 - the session may be going down already
                     pass
                 return
+
+
+def _addresses(url: str) -> list[tuple[str, int]]:
+    """(host, port) of each master in a ``spark://host:port[,host2:port2]`` URL."""
+    return [(host, int(port)) for host, port in (a.rsplit(":", 1) for a in url.removeprefix("spark://").split(","))]
+
+
+def _answers(addresses: list[tuple[str, int]]) -> bool:
+    """Whether any of the masters accepts a TCP connection."""
+    for address in addresses:
+        try:
+            socket.create_connection(address, timeout=3).close()
+            return True
+        except OSError:
+            pass
+    return False
 
 
 def master_lost() -> str | None:
