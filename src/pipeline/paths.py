@@ -245,32 +245,34 @@ class DiskFull(OSError):
     """A stage ran out of disk space; the message names the disk and what to do."""
 
 
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` or an exception it was raised from is "no space left on device" (ours or the JVM's)."""
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The exception in ``exc``'s chain that is "no space left on device" (ours or the JVM's words), or None."""
     seen: BaseException | None = exc
     while seen is not None:
         if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in str(seen):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 @contextlib.contextmanager
 def naming_a_full_disk(what: str, where: str | os.PathLike[str]) -> Iterator[None]:
-    """Re-raise a full disk inside the block as one :class:`DiskFull` line that names the disk holding
-    ``where`` (or the file the error names), its free space and the fix; other errors pass through."""
+    """Re-raise a full disk inside the block as one :class:`DiskFull` line that names the file being written
+    (else ``where``), the free space of its disk and the fix; other errors pass through."""
     try:
         yield
     except Exception as exc:
-        if not disk_full(exc):
+        full = disk_full(exc)
+        if full is None:
             raise
-        named = getattr(exc, "filename", None)
+        # a copy names its source in filename and its destination in filename2
+        named = getattr(full, "filename2", None) or getattr(full, "filename", None)
         place = Path(named or where)
         while not place.exists() and place != place.parent:
             place = place.parent
         usage = shutil.disk_usage(place)
         raise DiskFull(errno.ENOSPC, (
-            f"{what} ran out of disk space writing under {named or where} (the disk holding {place} has "
+            f"{what} ran out of disk space writing {named or f'under {where}'} (its disk has "
             f"{usage.free / 2**20:,.1f} MiB free of {usage.total / 2**20:,.1f} MiB); nothing of it was marked "
             "complete. Free space there, or point PIPELINE_HOME at a larger disk, then clear the task to run it "
             "again")) from None
