@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Usage: scripts/fault-drills.sh [PYTEST_ARGS...]   e.g. scripts/fault-drills.sh -k backfill
-# The fault drills (tests/test_faults.py, tests/test_fault_backfill.py): the services `make up` starts (Spark master and worker, MLflow
-# with authentication, Airflow's scheduler and API server) on free ports under a temporary PIPELINE_HOME,
-# broken one way per drill while a night runs: MLflow restarted mid-sweep, the scheduler killed, the Spark
-# master killed (after a configuration finished, and before any), the run folder's disk full, and a
-# month of nights backfilled. About 40 minutes on 2 cores, so `make test` leaves them out.
+# The fault drills (tests/test_faults.py, tests/test_fault_backfill.py): the services `make up` starts
+# (Spark master and worker, MLflow with authentication, Airflow's scheduler and API server) on free ports
+# under a temporary PIPELINE_HOME, broken one way per drill while a night runs: MLflow restarted mid-sweep,
+# the scheduler killed, the Spark master killed (after a configuration finished, and before any), the run
+# folder's disk full; and a month of nights backfilled. On 2 cores the five drills take about 50 minutes
+# and the month about an hour, more than CI's budget, so `make test` leaves them out (marker faults).
 # Env: DRILL_NIGHTS (30) the backfill's nights. The output is also kept in $PIPELINE_HOME/logs/.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
