@@ -9,6 +9,7 @@
 # Env: DRILL_NIGHTS (30) the backfill's nights. The output is also kept in $PIPELINE_HOME/logs/.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then usage; exit 0; fi
 cd "$REPO"
 [[ -x "$REPO/.venv/bin/python" ]] || die "no .venv: run 'make install' first"
 log="$PIPELINE_HOME/logs/fault-drills-$(date -u +%Y%m%dT%H%M%SZ).log"
