@@ -18,7 +18,8 @@ trap 'echo "up.sh failed: what started is still running; scripts/down.sh stops i
 # the server's admin credentials for Airflow's processes, which hand them to the tasks and the
 # spark-submit'ed ALS jobs (MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD)
 uri="${MLFLOW_TRACKING_URI:-}"
-eval "$("$here/mlflow-server.sh" env)"
+mlflow_env="$("$here/mlflow-server.sh" env)"
+eval "$mlflow_env"
 export MLFLOW_TRACKING_URI="${uri:-$MLFLOW_TRACKING_URI}"
 export MLFLOW_UI_URL="${MLFLOW_UI_URL:-$MLFLOW_TRACKING_URI}"
 master="spark://${SPARK_MASTER_HOST:-$CONNECT_HOST}:${SPARK_MASTER_PORT:-7077}"
@@ -32,6 +33,6 @@ mkdir -p "$STATE"
   for var in MLFLOW_TRACKING_URI MLFLOW_UI_URL MLFLOW_TRACKING_USERNAME SPARK_MASTER AIRFLOW_CONN_SPARK_DEFAULT; do
     printf 'export %s=%q\n' "$var" "${!var}"
   done
-  "$here/mlflow-server.sh" env | grep '^export MLFLOW_TRACKING_PASSWORD=' || true
+  grep '^export MLFLOW_TRACKING_PASSWORD=' <<<"$mlflow_env" || true
 } >"$STATE/services.env"
 "$here/airflow.sh" start

@@ -7,14 +7,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cluster_fixtures import free_port, run_script, service_env
 from pipeline_runs import airflow_env
 
-__all__ = ["DAG", "Api", "services", "wait_for_dag", "finished", "run_folder"]
+__all__ = ["DAG", "Api", "services", "wait_for_dag", "wait_until", "finished", "run_folder"]
 
 DAG = "music_recs_nightly"
 
@@ -92,6 +92,14 @@ def wait_for_dag(api: Api, timeout: float = 180, dag: str = DAG) -> None:
             if e.code != 404 or time.monotonic() > deadline:  # 404 until the DAG processor has parsed it
                 raise
             time.sleep(3)
+
+
+def wait_until(what: str, ready: Callable[[], object], minutes: float = 10, every: float = 2) -> None:
+    """Poll ``ready()`` every ``every`` seconds until it is truthy; fail naming ``what`` after ``minutes``."""
+    deadline = time.monotonic() + minutes * 60
+    while not ready():
+        assert time.monotonic() < deadline, f"not {what} after {minutes} minutes"
+        time.sleep(every)
 
 
 def finished(api: Api, run_id: str, dag: str = DAG, minutes: float = 15) -> str:

@@ -16,7 +16,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-from airflow_api import DAG, services, wait_for_dag
+from airflow_api import DAG, services, wait_for_dag, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.spark]
 
@@ -27,13 +27,6 @@ def airflow(tmp_path_factory):
     with services(home) as api:
         wait_for_dag(api)
         yield api, home
-
-
-def wait_until(what, ready, minutes: float) -> None:
-    deadline = time.monotonic() + minutes * 60
-    while not ready():
-        assert time.monotonic() < deadline, f"not {what} after {minutes} minutes"
-        time.sleep(5)
 
 
 def test_a_month_of_nights_backfilled_ingests_each_once_keeps_three_runs_and_leaks_no_process(airflow, tmp_path):
@@ -65,7 +58,7 @@ def test_a_month_of_nights_backfilled_ingests_each_once_keeps_three_runs_and_lea
             time.sleep(3)
     runs_path = f"/api/v2/dags/{DAG}/dagRuns?limit=100&run_type=backfill"
     wait_until("all backfilled", lambda: api.get(f"/api/v2/backfills/{backfill['id']}").get("completed_at"),
-               minutes=5 * nights)
+               minutes=5 * nights, every=5)
     runs = api.get(runs_path)["dag_runs"]
     assert len(runs) == nights and {r["state"] for r in runs} == {"success"}, [(r["logical_date"], r["state"])
                                                                           for r in runs]

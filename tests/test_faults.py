@@ -21,13 +21,13 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from airflow_api import DAG, Api, finished, run_folder, wait_for_dag
-from cluster_fixtures import free_port, run_script, service_env
+from airflow_api import DAG, Api, finished, run_folder, wait_for_dag, wait_until
+from cluster_fixtures import SCRIPTS, free_port, run_script, service_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.spark]
 
@@ -104,8 +104,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             mp.setenv("MLFLOW_TRACKING_URI", mlflow_url)
             yield Stack(home=home, env=env, api=api, mlflow_url=mlflow_url)
     finally:
-        subprocess.run([str(Path(__file__).resolve().parents[1] / "scripts" / "down.sh")], env=env,
-                       capture_output=True, timeout=300)
+        subprocess.run([str(SCRIPTS / "down.sh")], env=env, capture_output=True, timeout=300)
 
 
 def _stop_the_catch_up_run(api: Api) -> None:
@@ -119,13 +118,6 @@ def _stop_the_catch_up_run(api: Api) -> None:
             api.patch(f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}", {"state": "failed"})
         if scheduled:
             return
-        time.sleep(2)
-
-
-def wait_until(what: str, ready: Callable[[], bool], minutes: float = 10) -> None:
-    deadline = time.monotonic() + minutes * 60
-    while not ready():
-        assert time.monotonic() < deadline, f"not {what} after {minutes} minutes"
         time.sleep(2)
 
 

@@ -52,8 +52,9 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
         return active
     foreign = SparkContext._active_spark_context is not None  # a context someone else started and owns
     builder = SparkSession.builder.appName(app_name)
+    url = master or os.environ.get("SPARK_MASTER", "local[*]")  # under spark-submit, its --master decides
     if not _under_spark_submit():
-        builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
+        builder = builder.master(url)
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY") or default_driver_memory())
         os.environ.setdefault("SPARK_LOCAL_DIRS", str(spill_dir()))  # read by the JVM at launch, as on a cluster
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -62,7 +63,6 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     try:
         session = builder.getOrCreate()
     except Exception:
-        url = master or os.environ.get("SPARK_MASTER", "")
         if url.startswith("spark://") and not _answers(_addresses(url)):  # Spark: "All masters are unresponsive!"
             raise RuntimeError(f"cannot start a Spark application: the Spark master {url} does not answer; start it "
                                "(scripts/spark-cluster.sh start) or unset SPARK_MASTER to run locally") from None
