@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: scripts/airflow.sh start | stop | status | migrate | run COMPONENT
 #   start    `airflow standalone` in parts, in the background: migrate the metadata database, then the
-#            API server (UI) on $BIND_HOST:$AIRFLOW_PORT, scheduler, DAG processor and triggerer;
+#            API server (UI) on $BIND_HOST:$AIRFLOW_PORT, scheduler, DAG processor and triggerer, each
+#            restarted when it exits with an error (as compose's `restart: unless-stopped` does);
 #            returns once the API server's health endpoint answers
 #   stop     stop the four;  status: ask the health endpoint;  migrate: `airflow db migrate` only
 #   run COMPONENT   one of api-server | scheduler | dag-processor | triggerer in the foreground
@@ -51,6 +52,25 @@ run_component() {
   esac
 }
 
+# keep COMPONENT: run it, and start it again 10 s after it exits with an error (Airflow's scheduler exits
+# on an unexpected database error, e.g. SQLite's StaleDataError under a backfill); give up after five
+# exits each within a minute of starting, which is a configuration to fix, not a fault to ride out
+keep() {
+  local quick=0 started rc
+  while true; do
+    started=$SECONDS
+    "$0" run "$1" && return 0
+    rc=$?
+    if (( SECONDS - started < 60 )); then quick=$((quick + 1)); else quick=0; fi
+    if (( quick >= 5 )); then
+      echo "error: airflow $1 exited with status $rc five times within a minute of starting: not restarting it" >&2
+      return "$rc"
+    fi
+    echo "airflow $1 exited with status $rc: starting it again in 10 s (scripts/airflow.sh keep $1)" >&2
+    sleep 10
+  done
+}
+
 migrate() {
   need airflow
   airflow_home
@@ -62,7 +82,7 @@ migrate() {
 case "${1:-status}" in
   start)
     migrate
-    for c in "${COMPONENTS[@]}"; do start_bg "airflow-$c" "$0" run "$c"; done
+    for c in "${COMPONENTS[@]}"; do start_bg "airflow-$c" "$0" keep "$c"; done
     wait_http airflow-api-server "$URL/api/v2/monitor/health" 180
     echo "Airflow UI at $URL: user ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS%%:*}, password in $PASSWORDS"
     ;;
@@ -78,6 +98,7 @@ case "${1:-status}" in
     ;;
   migrate) migrate; echo "metadata database migrated ($AIRFLOW_HOME)" ;;
   run) run_component "${2:?usage: $0 run api-server|scheduler|dag-processor|triggerer}" ;;
+  keep) keep "${2:?usage: $0 keep api-server|scheduler|dag-processor|triggerer}" ;;
   -h|--help|help) usage ;;
   *) echo "usage: $0 start | stop | status | migrate | run COMPONENT" >&2; exit 2 ;;
 esac

@@ -74,7 +74,9 @@ def test_a_month_of_nights_backfilled_ingests_each_once_keeps_three_runs_and_lea
         summary = json.loads((folder / "ingest" / "summary.json").read_text())
         assert summary["ingested"] == [f"date={folder.name[:10]}"], (folder.name, summary["ingested"])
     du = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
-    print(f"{nights} nights backfilled; {len(kept)} run folders kept; {du / 2**20:.1f} MiB under the home")
+    restarts = (home / "services" / "airflow-scheduler.log").read_text().count("starting it again")
+    print(f"{nights} nights backfilled; {len(kept)} run folders kept; {du / 2**20:.1f} MiB under the home; "
+          f"the scheduler restarted {restarts} time(s) by scripts/airflow.sh")
     # no leaked processes: nothing but the services' own process groups runs under this home
     time.sleep(10)
     service_groups = {int(p.read_text()) for p in (home / "services").glob("*.pid")}
