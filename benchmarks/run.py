@@ -148,10 +148,17 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, *, spill: Path | None =
     return sampler
 
 
-def _synth_args() -> list[str]:
-    """``--shape seed`` when this version of the generator has it."""
+def _synth_args(shape: str = "seed") -> list[str]:
+    """``--shape <shape>`` when this version of the generator has it (before ``--shape``: 8,000 users)."""
     helptext = subprocess.run([str(BIN / "pipeline"), "synth", "--help"], capture_output=True, text=True).stdout
-    return ["--shape", "seed"] if "--shape" in helptext else ["--users", "8000"]
+    if shape != "seed" and shape not in helptext:
+        raise SystemExit(f"--shape {shape}: this version's `pipeline synth` does not have it")
+    return ["--shape", shape] if "--shape" in helptext else ["--users", "8000"]
+
+
+def _key(n: int, shape: str) -> str:
+    """The name of a scale's results (``listens-<n>[-<shape>]``): the seed shape keeps its old names."""
+    return f"listens-{n}" + ("" if shape == "seed" else f"-{shape}")
 
 
 def _utc(stamp: str | None) -> float:
@@ -299,13 +306,13 @@ def index_grid(a: argparse.Namespace) -> dict:
 
 
 def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
-    home = work / f"listens-{n}"
+    home = work / _key(n, a.shape)
     shutil.rmtree(home, ignore_errors=True)  # a fresh home: one DAG run, one Airflow database
     home.mkdir(parents=True)
     env = _env(home)
     raw = home / "data" / "raw"
     t0 = time.perf_counter()
-    synth_mem = _run([str(BIN / "pipeline"), "synth", "--out", str(raw), "--listens", str(n), *_synth_args()],
+    synth_mem = _run([str(BIN / "pipeline"), "synth", "--out", str(raw), "--listens", str(n), *_synth_args(a.shape)],
                      env, home / "synth.log")
     synth_s = time.perf_counter() - t0
     prepare(env, repo=ROOT)  # AIRFLOW_HOME with the minimal airflow.cfg
@@ -376,7 +383,8 @@ def summary(result: dict, *, commit: str | None, host: str | None) -> dict:
     """The headline figures of one finished scale: one line of ``history.jsonl``."""
     metrics = result["test"]
     return {
-        "n": result["n"], "started": result.get("started") or result["run"].split(" on ", 1)[1].split(" UTC", 1)[0],
+        "n": result["n"], **({"shape": result["shape"]} if result.get("shape", "seed") != "seed" else {}),
+        "started": result.get("started") or result["run"].split(" on ", 1)[1].split(" UTC", 1)[0],
         "commit": commit, "host": host,
         "dag_min": result["dag_s"] / 60, "dag_peak_mb": result["dag_peak_mb"], "dag_spill_mb": result.get("dag_spill_mb"),
         "spark_s_per_iter": _component(result, "Spark ALS fit", "s/iteration"),
@@ -427,11 +435,11 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
         "folder (`$PIPELINE_HOME/tmp/spark`: shuffle files and blocks spilled from memory) held meanwhile, "
         "sampled every 2 s.",
     ]
-    for r in sorted(results, key=lambda r: r["n"]):
-        s, ing = r["split"], r["ingest"]
+    for r in sorted(results, key=lambda r: (r.get("shape", "seed") != "seed", r["n"])):
+        s, ing, shape = r["split"], r["ingest"], r.get("shape", "seed")
         out += [
             "",
-            f"## {r['n']:,} synthetic listens (seed shape)",
+            f"## {r['n']:,} synthetic listens ({shape} shape)",
             "",
             f"Measured by {r['run']}",
             "",
@@ -458,7 +466,7 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
             table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
                                     "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"]),
         ]
-        runs = [e for e in history or [] if e["n"] == r["n"]]
+        runs = [e for e in history or [] if e["n"] == r["n"] and e.get("shape", "seed") == shape]
         if runs:
             out += [
                 "",
@@ -480,6 +488,8 @@ def main() -> None:
     ap.add_argument("--reg-params", type=float, nargs="+", default=[0.1])
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5])
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--shape", choices=["seed", "calibrated"], default="seed",
+                    help="the synthetic log's shape (pipeline synth --shape); seed: what every earlier run measured")
     ap.add_argument("--halving-rate", type=int, default=1, help="the DAG's halving_rate (1: the plain grid)")
     ap.add_argument("--halving-budget", type=int, help="the DAG's halving_budget (ALS iterations over every fit)")
     ap.add_argument("--rank", type=int, default=25, help="rank for the engine and scorer comparisons")
@@ -497,8 +507,8 @@ def main() -> None:
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     for n in a.listens or [1_000_000]:
-        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started}
-        (RESULTS / f"listens-{n}.json").write_text(json.dumps(result, indent=1, default=float))
+        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "shape": a.shape}
+        (RESULTS / f"{_key(n, a.shape)}.json").write_text(json.dumps(result, indent=1, default=float))
         append_history(summary(result, commit=_commit(), host=platform.platform()))
         stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
         a.out.write_text(render(stored, read_history()))  # rewritten after every finished scale, even if a later one fails

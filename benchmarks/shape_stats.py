@@ -4,7 +4,7 @@
 
 For each real log in ../shared/data (HetRec Last.fm 2k and Audioscrobbler 2005 small: total plays
 per user and artist; the Last.fm 1K fixture: one row per listen) and for ``pipeline synth --shape
-seed`` at the real logs' sizes (their users and total plays) and at the benchmarks' 1M and 10M
+seed`` and ``--shape calibrated`` at the real logs' sizes (their users and total plays) and at the benchmarks' 1M and 10M
 listens, from the (user, item, plays) table:
 
 - ``top10``: the mean over users of the share of a user's plays on their own 10 most-played items;
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -81,16 +82,19 @@ def lastfm1k() -> tuple[pd.DataFrame, pd.DataFrame]:
     return df.assign(plays=1)[["user", "item", "plays"]], df[["user", "item", "ts"]]
 
 
-def generated(n_listens: int, n_users: int | None, tmp: Path, *, per: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``pipeline synth --shape seed`` at this size, as (user, item) listens; ``per`` track or artist."""
+def generated(n_listens: int, n_users: int | None, tmp: Path, *, per: str,
+              shape_name: str = "seed") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``pipeline synth --shape <shape_name>`` at this size, as (user, item) listens; ``per`` track or artist."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipeline import synth
 
-    out = tmp / f"seed-{n_listens}-{n_users}"
+    out = tmp / f"{shape_name}-{n_listens}-{n_users}"
     if not out.exists():
-        synth.generate(out, shape="seed", n_listens=n_listens, n_users=n_users, seed=0)
+        for old in tmp.glob("*-*-*"):  # one generated log on disk at a time
+            shutil.rmtree(old)
+        synth.generate(out, shape=shape_name, n_listens=n_listens, n_users=n_users, seed=0)
     table = pq.read_table(out / "interactions")
     users = pc.cast(pc.utf8_slice_codeunits(table["user_id"], 1), "int32").to_numpy()
     tracks = pc.cast(pc.utf8_slice_codeunits(table["recording_msid"], 5), "int64").to_numpy()
@@ -108,6 +112,8 @@ def generated(n_listens: int, n_users: int | None, tmp: Path, *, per: str) -> tu
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--shapes", nargs="+", default=["seed", "calibrated"],
+                    help="generator shapes to measure: seed (before calibration), calibrated (after)")
     a = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is absent: the real logs live in ../shared/data beside the repository")
@@ -126,24 +132,30 @@ def main() -> None:
                   real["Audioscrobbler 2005 small (per artist)"]["plays"],
                   real["Audioscrobbler 2005 small (per artist)"]["users"]),
                  ("1M listens", 1_000_000, None), ("10M listens", 10_000_000, None)]
-        for label, n, users in sizes:
-            for per in ("artist", "track"):
-                t0 = time.perf_counter()
-                pairs, listens = generated(n, users, Path(tmp), per=per)
-                rows.append({"log": f"generator {label} (per {per})", "kind": "generator", **shape(pairs, listens)})
-                del pairs, listens
-                print(rows[-1], f"{time.perf_counter() - t0:.0f} s", flush=True)
-    lines = ["| log | users | items | plays | " + " | ".join(STATS) + " |", "|---|---:|---:|---:|" + "---:|" * len(STATS)]
-    for r in rows:
-        cells = ["-" if r[s] is None else f"{r[s]:.3f}" for s in STATS]
-        lines.append(f"| {r['log']} | {r['users']:,} | {r['items']:,} | {r['plays']:,} | " + " | ".join(cells) + " |")
+        for shape_name in a.shapes:
+            for label, n, users in sizes:
+                for per in ("artist", "track"):
+                    t0 = time.perf_counter()
+                    pairs, listens = generated(n, users, Path(tmp), per=per, shape_name=shape_name)
+                    rows.append({"log": f"`{shape_name}` {label} (per {per})", "kind": shape_name,
+                                 **shape(pairs, listens)})
+                    del pairs, listens
+                    print(rows[-1], f"{time.perf_counter() - t0:.0f} s", flush=True)
     real_rows = [r for r in rows if r["kind"] == "real"]
     span = {s: (min(r[s] for r in real_rows if r[s] is not None), max(r[s] for r in real_rows if r[s] is not None))
             for s in STATS}
+    for r in rows:
+        r["outside"] = [s for s in STATS if r["kind"] != "real" and r[s] is not None
+                        and not span[s][0] <= round(r[s], 3) <= span[s][1]]
+    lines = ["| log | users | items | plays | " + " | ".join(STATS) + " |", "|---|---:|---:|---:|" + "---:|" * len(STATS)]
+    for r in rows:
+        cells = ["-" if r[s] is None else f"{r[s]:.3f}" + (" ✗" if s in r["outside"] else "") for s in STATS]
+        lines.append(f"| {r['log']} | {r['users']:,} | {r['items']:,} | {r['plays']:,} | " + " | ".join(cells) + " |")
     lines.append("| **range of the real logs** | | | | " + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in span.values())
                  + " |")
-    text = ("Measured by `benchmarks/shape_stats.py` (definitions in its docstring). Generator: "
-            "`pipeline synth --shape seed`, seed 0, before any calibration.\n\n" + "\n".join(lines) + "\n")
+    text = ("Measured by `benchmarks/shape_stats.py` (definitions in its docstring). Generator: `pipeline synth "
+            "--shape seed` (before calibration) and `--shape calibrated` (after), seed 0. ✗: outside the range "
+            "the real logs span.\n\n" + "\n".join(lines) + "\n")
     print(text)
     out = Path(a.out)
     (out / "shape-stats.md").write_text(text)

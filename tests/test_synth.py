@@ -148,6 +148,12 @@ def test_seed_shape_name_variants_normalize_to_one_name(seed_log):
 
 def test_seed_shape_keeps_the_planted_structure_als_beats_popularity(seed_log):
     """Per user, the last 20% of listens held out: implicit ALS's MAP@100 far above the best popularity's."""
+    als, pop = als_and_popularity(seed_log[2])
+    assert als > 1.5 * pop, (als, pop)
+
+
+def als_and_popularity(listens: pd.DataFrame) -> tuple[float, float]:
+    """MAP@100 of implicit ALS and of popularity by listeners, each user's last 20% of listens held out."""
     import scipy.sparse as sp
 
     from pipeline.config import AlsConfig
@@ -155,7 +161,6 @@ def test_seed_shape_keeps_the_planted_structure_als_beats_popularity(seed_log):
     from pipeline.models import als_implicit
     from pipeline.topk import topk, topk_for_scores
 
-    _, _, listens, _ = seed_log
     df = listens.sort_values(["user_id", "timestamp", "recording_msid"], kind="stable")
     u = df["user_id"].astype("category").cat.codes.to_numpy()
     i = df["recording_msid"].astype("category").cat.codes.to_numpy()
@@ -174,6 +179,55 @@ def test_seed_shape_keeps_the_planted_structure_als_beats_popularity(seed_log):
     als = ranking_metrics(topk(model.user_factors, model.item_factors, 100), truth, 100)["map_at_100"]
     listeners = np.asarray((train > 0).sum(axis=0)).ravel()
     pop = ranking_metrics(topk_for_scores(listeners, 100, n_users=shape[0]), truth, 100)["map_at_100"]
+    return als, pop
+
+
+# ---- the calibrated shape (`--shape calibrated`): the seed shape with listeners who repeat themselves ----
+
+# the range the real logs in ../shared/data span (benchmarks/shape_stats.py, benchmarks/results/shape-stats.md)
+REAL_RANGE = {"top10": (0.409, 0.558), "distinct/listens": (0.011, 0.453), "top 1% share": (0.074, 0.617),
+              "gini": (0.537, 0.939), "repeat rate": (0.761, 0.999)}
+
+
+@pytest.fixture(scope="module")
+def calibrated_log(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "calibrated"
+    summary = synth.generate(out, shape="calibrated", n_listens=400_000, seed=5, chunk_rows=100_000,
+                             track_chunk=20_000)
+    return out, summary, pd.read_parquet(out / "interactions"), pd.read_parquet(out / "tracks.parquet")
+
+
+def shape_statistics(listens: pd.DataFrame) -> dict[str, float]:
+    """benchmarks/shape_stats.py's definitions, per track."""
+    plays = listens.groupby(["user_id", "recording_msid"]).size().rename("plays").reset_index()
+    per_user = plays.groupby("user_id")["plays"]
+    top10 = plays.sort_values(["user_id", "plays"], ascending=[True, False]).groupby("user_id").head(10)
+    items = np.sort(plays.groupby("recording_msid")["plays"].sum().to_numpy(np.float64))
+    cum = np.cumsum(items)
+    return {"top10": float((top10.groupby("user_id")["plays"].sum() / per_user.sum()).mean()),
+            "distinct/listens": float((per_user.size() / per_user.sum()).mean()),
+            "top 1% share": float(items[::-1][: max(1, int(np.ceil(0.01 * items.size)))].sum() / items.sum()),
+            "gini": float((items.size + 1 - 2 * (cum / cum[-1]).sum()) / items.size),
+            "repeat rate": float(1 - len(plays) / items.sum())}
+
+
+def test_calibrated_shape_lies_within_the_real_logs_and_the_seed_shape_does_not(seed_log, calibrated_log):
+    calibrated = shape_statistics(calibrated_log[2])
+    outside = {k: round(v, 3) for k, v in calibrated.items() if not REAL_RANGE[k][0] <= v <= REAL_RANGE[k][1]}
+    assert not outside, (outside, REAL_RANGE)
+    seed = shape_statistics(seed_log[2])  # listeners who repeat themselves far less than real ones
+    assert seed["repeat rate"] < REAL_RANGE["repeat rate"][0] and seed["distinct/listens"] > 0.6
+    summary = calibrated_log[1]
+    assert summary["shape"] == "calibrated" and summary["users"] == 800 and abs(summary["listens"] - 400_000) < 100
+    assert 0.45 < summary["single_listen_share"] < 0.65  # the seed: "over 45%" of tracks heard once
+
+
+def test_calibrated_shape_is_deterministic_and_als_still_beats_popularity(calibrated_log, tmp_path):
+    out, _, listens, _ = calibrated_log
+    again = synth.generate(tmp_path / "again", shape="calibrated", n_listens=400_000, seed=5, chunk_rows=100_000,
+                           track_chunk=20_000)
+    assert digest(tmp_path / "again") == digest(out) and again == calibrated_log[1]
+    als, pop = als_and_popularity(listens)
     assert als > 1.5 * pop, (als, pop)
 
 

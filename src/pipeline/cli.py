@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--users", type=int)
     s.add_argument("--tracks", type=int)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shape", choices=["demo", "seed"], default="demo",
-                   help="demo: the demo's proportions; seed: the seed's ListenBrainz shape scaled to --listens")
+    s.add_argument("--shape", choices=["demo", "seed", "calibrated"], default="demo",
+                   help="demo: the demo's proportions; seed: the seed's ListenBrainz shape scaled to --listens; "
+                        "calibrated: the seed shape with listeners' repeat structure matched to real logs")
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("ingest", help="load, validate (quarantine), canonical tracks, dedup, ID map")

@@ -137,13 +137,15 @@ def generate(
     zipf_a: float = 1.0, track_chunk: int = 1 << 20,
 ) -> dict[str, Any]:
     """Write the log into ``out_dir`` (replaced atomically) and return its summary."""
-    if shape == "seed":
+    if shape in ("seed", "calibrated"):
+        rotations = {"rotation_share": CALIBRATED_ROTATION_SHARE,
+                     "catalogue_per_listen": CALIBRATED_CATALOGUE_PER_LISTEN} if shape == "calibrated" else {}
         return generate_seed(out_dir, n_listens=n_listens, n_users=n_users, n_tracks=n_tracks,
                              n_clusters=n_clusters, seed=seed, mbid_share=mbid_share,
                              name_dup_share=name_dup_share, start=start, days=days, chunk_rows=chunk_rows,
-                             track_chunk=track_chunk)
+                             track_chunk=track_chunk, **rotations)
     if shape != "demo":
-        raise ValueError(f"shape={shape!r}: expected 'demo' or 'seed'")
+        raise ValueError(f"shape={shape!r}: expected 'demo', 'seed' or 'calibrated'")
     if n_listens < 1:
         raise ValueError(f"n_listens={n_listens!r} must be >= 1")
     if not 0 <= duplicate_share < 1 or not 0 <= mbid_share <= 1:
@@ -223,6 +225,10 @@ SEED_USERS_PER_LISTEN = 1 / 500
 SEED_CATALOGUE_PER_LISTEN = 0.22
 SEED_ZIPF = 0.97
 SEED_DUPLICATE_SHARE = 15_000 / 179_000_000
+# the ``calibrated`` shape (issue #20, benchmarks/shape_stats.py): the seed shape with per-user rotations
+CALIBRATED_ROTATION_SHARE = 0.75
+CALIBRATED_CATALOGUE_PER_LISTEN = 0.6
+ROTATION_SCALE, ROTATION_POWER, ROTATION_MIN, ROTATION_EXPONENT = 10.0, 0.3, 5, 0.5
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -259,13 +265,15 @@ def generate_seed(
     out_dir: str | Path, *, n_listens: int, n_users: int | None = None, n_tracks: int | None = None,
     n_clusters: int = 40, seed: int = 0, mbid_share: float = 0.7, name_dup_share: float = 0.02,
     duplicate_share: float = SEED_DUPLICATE_SHARE, start: str = "2023-01-01", days: int = 730,
-    chunk_rows: int = 1_000_000, track_chunk: int = 1_000_000,
+    chunk_rows: int = 1_000_000, track_chunk: int = 1_000_000, rotation_share: float = 0.0,
+    catalogue_per_listen: float = SEED_CATALOGUE_PER_LISTEN,
 ) -> dict[str, Any]:
-    """The ``seed`` shape (module docstring); ``n_tracks`` sets the candidate catalogue."""
+    """The ``seed`` shape, or with ``rotation_share`` the ``calibrated`` one (module docstring); ``n_tracks``
+    sets the candidate catalogue."""
     if n_listens < 1:
         raise ValueError(f"n_listens={n_listens!r} must be >= 1")
     n_users = n_users or int(np.clip(round(n_listens * SEED_USERS_PER_LISTEN), 50, 8000))
-    n_cat = n_tracks or max(1000, int(round(n_listens * SEED_CATALOGUE_PER_LISTEN)))
+    n_cat = n_tracks or max(1000, int(round(n_listens * catalogue_per_listen)))
     rng = np.random.default_rng([seed, 1])
 
     # catalogue: a cluster each, Zipf popularity by a random rank; sampled through CDFs (float64)
@@ -288,7 +296,7 @@ def generate_seed(
                                                                n_listens=n_listens, duplicate_share=duplicate_share,
                                                                days=days, start=start)
 
-    def draw(users: np.ndarray, own: np.ndarray) -> np.ndarray:
+    def fresh(users: np.ndarray, own: np.ndarray) -> np.ndarray:
         tracks = np.empty(users.size, dtype=np.int64)
         tracks[~own] = _sample(global_cdf, rng.random(int((~own).sum())))
         clusters = user_cluster[users]
@@ -299,6 +307,28 @@ def generate_seed(
                 tracks[sel] = _sample(global_cdf, rng.random(int(sel.sum())))
             else:
                 tracks[sel] = by_cluster[a + _sample(cluster_cdf[a:b], rng.random(int(sel.sum())))]
+        return tracks
+
+    def draw(users: np.ndarray, own: np.ndarray) -> np.ndarray:
+        if not rotation_share:
+            tracks = fresh(users, own)
+        else:
+            # a share of each user's listens replay their rotation: R = max(5, round(10 L ** 0.3)) tracks
+            # for a history of L listens, drawn as any listen is; its j-th track has weight (j + 1) ** -0.5
+            replay = rng.random(users.size) < rotation_share
+            tracks = np.empty(users.size, dtype=np.int64)
+            tracks[~replay] = fresh(users[~replay], own[~replay])
+            first, size = np.unique(users, return_counts=True)
+            rot = np.maximum(ROTATION_MIN, np.round(ROTATION_SCALE * np.power(lengths[first], ROTATION_POWER)))
+            rot = rot.astype(np.int64)
+            rot_users = np.repeat(first, rot)
+            rotation = fresh(rot_users, rng.random(rot_users.size) < IN_CLUSTER)
+            who = np.repeat(np.arange(first.size), size)[replay]
+            # slot by the inverse CDF of the weights (continuous approximation)
+            top = np.power(rot[who] + 1.0, 1.0 - ROTATION_EXPONENT) - 1.0
+            slot = np.floor(np.power(1.0 + rng.random(who.size) * top, 1.0 / (1.0 - ROTATION_EXPONENT))) - 1.0
+            offset = np.concatenate([[0], np.cumsum(rot)[:-1]])
+            tracks[replay] = rotation[offset[who] + np.clip(slot, 0, rot[who] - 1).astype(np.int64)]
         ids, cnt = np.unique(tracks, return_counts=True)
         counts[ids] += cnt.astype(np.int32)
         return tracks
@@ -344,7 +374,7 @@ def generate_seed(
                 n_mbid += int(has_mbid.sum())
                 n_pairs += n_var
         summary = {
-            "shape": "seed", "listens": written, "duplicates_planted": dups, "users": n_users,
+            "shape": "calibrated" if rotation_share else "seed", "listens": written, "duplicates_planted": dups, "users": n_users,
             "tracks": n_heard, "catalogue": n_cat, "single_listen_tracks": n_single,
             "single_listen_share": round(n_single / max(1, n_heard), 4),
             "tracks_with_mbid": n_mbid, "name_variant_pairs": n_pairs,
@@ -361,8 +391,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--users", type=int)
     p.add_argument("--tracks", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shape", choices=["demo", "seed"], default="demo",
-                   help="demo: the small demo's proportions; seed: the seed's ListenBrainz shape at this size")
+    p.add_argument("--shape", choices=["demo", "seed", "calibrated"], default="demo",
+                   help="demo: the demo's proportions; seed: the seed's ListenBrainz shape scaled to --listens; "
+                        "calibrated: the seed shape with listeners' repeat structure matched to real logs")
     a = p.parse_args(argv)
     summary = generate(a.out, shape=a.shape, n_listens=a.listens, n_users=a.users, n_tracks=a.tracks, seed=a.seed)
     print(json.dumps(summary, indent=1))
