@@ -4,8 +4,8 @@
 
 For each real log in ../shared/data (HetRec Last.fm 2k and Audioscrobbler 2005 small: total plays
 per user and artist; the Last.fm 1K fixture: one row per listen) and for ``pipeline synth --shape
-seed`` and ``--shape calibrated`` at the real logs' sizes (their users and total plays) and at the benchmarks' 1M and 10M
-listens, from the (user, item, plays) table:
+seed`` and ``--shape calibrated`` at the real logs' sizes (their users and total plays) and at the
+benchmarks' 1M and 10M listens, from the (user, item, plays) table:
 
 - ``top10``: the mean over users of the share of a user's plays on their own 10 most-played items;
 - ``distinct/listens``: the mean over users of distinct items over plays;
@@ -147,7 +147,8 @@ def main() -> None:
     for r in rows:
         r["outside"] = [s for s in STATS if r["kind"] != "real" and r[s] is not None
                         and not span[s][0] <= round(r[s], 3) <= span[s][1]]
-    lines = ["| log | users | items | plays | " + " | ".join(STATS) + " |", "|---|---:|---:|---:|" + "---:|" * len(STATS)]
+    lines = ["| log | users | items | plays | " + " | ".join(STATS) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(STATS)]
     for r in rows:
         cells = ["-" if r[s] is None else f"{r[s]:.3f}" + (" ✗" if s in r["outside"] else "") for s in STATS]
         lines.append(f"| {r['log']} | {r['users']:,} | {r['items']:,} | {r['plays']:,} | " + " | ".join(cells) + " |")

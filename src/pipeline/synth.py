@@ -374,7 +374,8 @@ def generate_seed(
                 n_mbid += int(has_mbid.sum())
                 n_pairs += n_var
         summary = {
-            "shape": "calibrated" if rotation_share else "seed", "listens": written, "duplicates_planted": dups, "users": n_users,
+            "shape": "calibrated" if rotation_share else "seed", "listens": written, "duplicates_planted": dups,
+            "users": n_users,
             "tracks": n_heard, "catalogue": n_cat, "single_listen_tracks": n_single,
             "single_listen_share": round(n_single / max(1, n_heard), 4),
             "tracks_with_mbid": n_mbid, "name_variant_pairs": n_pairs,
