@@ -34,7 +34,7 @@ per-track strings kept), so memory is a few O(catalogue) arrays of numbers plus 
 
 ``calibrated`` is the seed shape with listeners who repeat themselves as real ones do (issue #20;
 ``benchmarks/shape_stats.py`` measures both against the real logs in ``../shared/data``): each
-user has a rotation of max(5, round(10 L ** 0.3)) tracks for a history of L listens (41 at 190
+user has a rotation of max(5, round(10 L ** 0.3)) tracks for a history of L listens (48 at 190
 listens, 85 at 1,250), drawn as any listen is; 75% of their listens replay it, its j-th track
 with weight (j + 1) ** -0.5, and the rest are drawn as in ``seed``. The candidate catalogue is
 0.6 x listens, so that fewer fresh draws still reach about 0.1 tracks per listen.
