@@ -156,9 +156,21 @@ def _synth_args(shape: str = "seed") -> list[str]:
     return ["--shape", shape] if "--shape" in helptext else ["--users", "8000"]
 
 
-def _key(n: int, shape: str) -> str:
-    """The name of a scale's results (``listens-<n>[-<shape>]``): the seed shape keeps its old names."""
-    return f"listens-{n}" + ("" if shape == "seed" else f"-{shape}")
+def _variant(a: argparse.Namespace) -> str:
+    """What sets a run apart from the standard one at its scale: a shape other than seed, successive halving."""
+    parts = ([] if a.shape == "seed" else [a.shape]) + ([f"halving-{a.halving_rate}"] if a.halving_rate > 1 else [])
+    return "-".join(parts)
+
+
+def _describe(variant: str) -> str:
+    """``calibrated-halving-3`` -> ``calibrated shape, successive halving η=3``."""
+    shape, _, rate = variant.partition("halving-")
+    return f"{shape.strip('-') or 'seed'} shape" + (f", successive halving η={rate}" if rate else "")
+
+
+def _key(n: int, variant: str) -> str:
+    """The name of a scale's results (``listens-<n>[-<variant>]``): the standard run keeps its old names."""
+    return f"listens-{n}" + (f"-{variant}" if variant else "")
 
 
 def _utc(stamp: str | None) -> float:
@@ -306,7 +318,7 @@ def index_grid(a: argparse.Namespace) -> dict:
 
 
 def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
-    home = work / _key(n, a.shape)
+    home = work / _key(n, _variant(a))
     shutil.rmtree(home, ignore_errors=True)  # a fresh home: one DAG run, one Airflow database
     home.mkdir(parents=True)
     env = _env(home)
@@ -383,7 +395,7 @@ def summary(result: dict, *, commit: str | None, host: str | None) -> dict:
     """The headline figures of one finished scale: one line of ``history.jsonl``."""
     metrics = result["test"]
     return {
-        "n": result["n"], **({"shape": result["shape"]} if result.get("shape", "seed") != "seed" else {}),
+        "n": result["n"], **({"variant": result["variant"]} if result.get("variant") else {}),
         "started": result.get("started") or result["run"].split(" on ", 1)[1].split(" UTC", 1)[0],
         "commit": commit, "host": host,
         "dag_min": result["dag_s"] / 60, "dag_peak_mb": result["dag_peak_mb"], "dag_spill_mb": result.get("dag_spill_mb"),
@@ -435,11 +447,11 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
         "folder (`$PIPELINE_HOME/tmp/spark`: shuffle files and blocks spilled from memory) held meanwhile, "
         "sampled every 2 s.",
     ]
-    for r in sorted(results, key=lambda r: (r.get("shape", "seed") != "seed", r["n"])):
-        s, ing, shape = r["split"], r["ingest"], r.get("shape", "seed")
+    for r in sorted(results, key=lambda r: (r.get("variant", ""), r["n"])):
+        s, ing, variant = r["split"], r["ingest"], r.get("variant", "")
         out += [
             "",
-            f"## {r['n']:,} synthetic listens ({shape} shape)",
+            f"## {r['n']:,} synthetic listens ({_describe(variant)})",
             "",
             f"Measured by {r['run']}",
             "",
@@ -466,7 +478,7 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
             table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
                                     "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"]),
         ]
-        runs = [e for e in history or [] if e["n"] == r["n"] and e.get("shape", "seed") == shape]
+        runs = [e for e in history or [] if e["n"] == r["n"] and e.get("variant", "") == variant]
         if runs:
             out += [
                 "",
@@ -507,8 +519,8 @@ def main() -> None:
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     for n in a.listens or [1_000_000]:
-        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "shape": a.shape}
-        (RESULTS / f"{_key(n, a.shape)}.json").write_text(json.dumps(result, indent=1, default=float))
+        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "variant": _variant(a)}
+        (RESULTS / f"{_key(n, _variant(a))}.json").write_text(json.dumps(result, indent=1, default=float))
         append_history(summary(result, commit=_commit(), host=platform.platform()))
         stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
         a.out.write_text(render(stored, read_history()))  # rewritten after every finished scale, even if a later one fails

@@ -103,3 +103,20 @@ def test_every_index_kind_of_a_sampled_tuning_gets_a_row_that_says_where_it_was_
     assert any(w.startswith("IVF SQ8 + exact re-rank") for w in sampled)
     assert any(w.startswith("norm ranges (exact)") for w in sampled)
     assert any(r["what"].startswith("exact single-user scoring") and "sample" not in r["what"] for r in rows)
+
+
+def test_a_calibrated_or_halving_run_gets_its_own_section_and_history(run, tmp_path):
+    path = tmp_path / "history.jsonl"
+    standard = result(10_000_000, "2026-12-04 05:59", 348.0, 0.1532)
+    calibrated = {**result(10_000_000, "2026-12-04 18:00", 300.0, 0.3001), "variant": "calibrated"}
+    halving = {**result(10_000_000, "2026-12-04 18:30", 1900.0, 0.1601), "variant": "halving-3"}
+    for r in (standard, calibrated, halving):
+        run.append_history(run.summary(r, commit="c", host="h"), path)
+    assert [e.get("variant") for e in run.read_history(path)] == [None, "calibrated", "halving-3"]
+    text = run.render([halving, standard, calibrated], run.read_history(path))
+    sections = text.split("## 10,000,000 synthetic listens")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        " (seed shape)", " (calibrated shape)", " (seed shape, successive halving η=3)"]
+    for s, map_ in zip(sections, ("0.1532", "0.3001", "0.1601")):  # each lists only its own runs
+        assert [line.split(" | ")[-1] for line in s.splitlines() if line.startswith("| 2026-")] == [
+            f"{map_} (0.0500) |"]
