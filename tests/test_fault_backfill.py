@@ -67,15 +67,21 @@ def test_a_month_of_nights_backfilled_ingests_each_once_keeps_three_runs_and_lea
     assert [r["date"] for r in records] == [f"2026-03-{d:02d}" for d in range(1, nights + 1)], records
     night_of = {r["dag_run_id"]: r["logical_date"][:10] for r in runs}
     assert [night_of.get(r["ingested_by"]) for r in records] == [r["date"] for r in records]
-    # retention: the newest three run folders remain, each of which ingested only its own night
-    kept = sorted(p for p in (home / "runs").iterdir() if p.is_dir())
-    assert len(kept) == 3, kept
+    # retention: the newest three run folders remain, each of which ingested only its own night; of an
+    # older run whose version still carries an alias, only its bundle and the record of why
+    folders = sorted(p for p in (home / "runs").iterdir() if p.is_dir())
+    kept = [p for p in folders if (p / "ingest").exists()]
+    aliased = [p for p in folders if p not in kept]
+    assert [p.name[:10] for p in kept] == [f"2026-03-{d:02d}" for d in range(nights - 2, nights + 1)], folders
+    assert len(aliased) <= 2 and all({c.name for c in p.iterdir()} == {"bundle", "context.json", "promotion.json"}
+                                     for p in aliased), [(p, list(p.iterdir())) for p in aliased]
     for folder in kept:
         summary = json.loads((folder / "ingest" / "summary.json").read_text())
         assert summary["ingested"] == [f"date={folder.name[:10]}"], (folder.name, summary["ingested"])
     du = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
     restarts = (home / "services" / "airflow-scheduler.log").read_text().count("starting it again")
-    print(f"{nights} nights backfilled; {len(kept)} run folders kept; {du / 2**20:.1f} MiB under the home; "
+    print(f"{nights} nights backfilled; {len(kept)} run folders kept, and the bundles of {len(aliased)} older "
+          f"aliased version(s); {du / 2**20:.1f} MiB under the home; "
           f"the scheduler restarted {restarts} time(s) by scripts/airflow.sh")
     # no leaked processes: nothing but the services' own process groups runs under this home
     time.sleep(10)
