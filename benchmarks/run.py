@@ -518,9 +518,10 @@ def main() -> None:
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
+    variant = _variant(a)
     for n in a.listens or [1_000_000]:
-        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "variant": _variant(a)}
-        (RESULTS / f"{_key(n, _variant(a))}.json").write_text(json.dumps(result, indent=1, default=float))
+        result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "variant": variant}
+        (RESULTS / f"{_key(n, variant)}.json").write_text(json.dumps(result, indent=1, default=float))
         append_history(summary(result, commit=_commit(), host=platform.platform()))
         stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
         a.out.write_text(render(stored, read_history()))  # rewritten after every finished scale, even if a later one fails

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -198,17 +200,14 @@ def calibrated_log(tmp_path_factory):
 
 
 def shape_statistics(listens: pd.DataFrame) -> dict[str, float]:
-    """benchmarks/shape_stats.py's definitions, per track."""
-    plays = listens.groupby(["user_id", "recording_msid"]).size().rename("plays").reset_index()
-    per_user = plays.groupby("user_id")["plays"]
-    top10 = plays.sort_values(["user_id", "plays"], ascending=[True, False]).groupby("user_id").head(10)
-    items = np.sort(plays.groupby("recording_msid")["plays"].sum().to_numpy(np.float64))
-    cum = np.cumsum(items)
-    return {"top10": float((top10.groupby("user_id")["plays"].sum() / per_user.sum()).mean()),
-            "distinct/listens": float((per_user.size() / per_user.sum()).mean()),
-            "top 1% share": float(items[::-1][: max(1, int(np.ceil(0.01 * items.size)))].sum() / items.sum()),
-            "gini": float((items.size + 1 - 2 * (cum / cum[-1]).sum()) / items.size),
-            "repeat rate": float(1 - len(plays) / items.sum())}
+    """benchmarks/shape_stats.py's statistics of a log, per track: the definitions its table uses."""
+    spec = importlib.util.spec_from_file_location("shape_stats", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / "shape_stats.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pairs = listens.rename(columns={"user_id": "user", "recording_msid": "item"}).assign(plays=1)
+    stats = module.shape(pairs[["user", "item", "plays"]])
+    return {k: stats[k] for k in REAL_RANGE}
 
 
 def test_calibrated_shape_lies_within_the_real_logs_and_the_seed_shape_does_not(seed_log, calibrated_log):
