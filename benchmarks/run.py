@@ -332,7 +332,8 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     conf = {"input_path": str(raw), "input_format": "listenbrainz", "ranks": a.ranks, "reg_params": a.reg_params,
             "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a),
             **({"halving_rate": a.halving_rate} if a.halving_rate > 1 else {}),
-            **({"halving_budget": a.halving_budget} if a.halving_budget else {})}
+            **({"halving_budget": a.halving_budget} if a.halving_budget else {}),
+            **({"als_applications": a.als_applications} if a.als_applications else {})}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
                    env, home / "dags-test.log", spill=Path(env["SPARK_LOCAL_DIRS"]))
@@ -374,6 +375,7 @@ def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, flo
             f"x alpha {a.alphas}, {a.iters} iterations"
             + (f", successive halving rate {a.halving_rate}" if a.halving_rate > 1 else "")
             + (f", budget {a.halving_budget} iterations" if a.halving_budget else "")
+            + (f", at most {a.als_applications} Spark application(s) per rung" if a.als_applications else "")
             + f"; index grid {index_grid(a) or 'the DAG defaults'}.")
 
 
@@ -504,6 +506,8 @@ def main() -> None:
                     help="the synthetic log's shape (pipeline synth --shape); seed: what every earlier run measured")
     ap.add_argument("--halving-rate", type=int, default=1, help="the DAG's halving_rate (1: the plain grid)")
     ap.add_argument("--halving-budget", type=int, help="the DAG's halving_budget (ALS iterations over every fit)")
+    ap.add_argument("--als-applications", type=int, default=0,
+                    help="the DAG's als_applications (Spark applications per ALS rung; 0: one per configuration)")
     ap.add_argument("--rank", type=int, default=25, help="rank for the engine and scorer comparisons")
     ap.add_argument("--subset-users", type=int, default=500)
     ap.add_argument("--spark-als", choices=["refit", "dag"], default="refit",

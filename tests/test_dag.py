@@ -77,7 +77,8 @@ def test_dag_schedule_and_params(dag):
     assert dag.timetable.expression == "0 3 * * *"
     params = dag.params
     for name in ("input_path", "input_format", "k", "ranks", "reg_params", "alphas", "max_iters", "betas",
-                 "halving_rate", "halving_budget", "health_checks", "health_max_ratio", "health_max_map_drop",
+                 "halving_rate", "halving_budget", "als_applications",
+                 "health_checks", "health_max_ratio", "health_max_map_drop",
                  "train_window_days", "recall_target", "index_kinds", "annoy_trees", "hnsw_M", "hnsw_ef_construction"):
         assert name in params, name
         param = params.get_param(name)

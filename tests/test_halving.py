@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -99,3 +100,48 @@ def test_a_halving_run_fits_the_best_share_longer_and_mlflow_says_where_each_sto
         assert "successive halving (rate 2): 4 at 2 iterations → 2 at 4 iterations → 1 at 8 iterations; 24 of 32" \
             in table
         assert (ref.layout.select / "map_vs_iterations.png").stat().st_size > 10_000  # one line per grid point
+
+
+def test_a_rungs_configurations_are_shared_evenly_among_the_applications():
+    from pipeline.stages import shares
+
+    grid = list(range(36))
+    assert [len(s) for s in shares(grid, 0)] == [1] * 36  # the default: one application per configuration
+    assert [len(s) for s in shares(grid, 3)] == [12, 12, 12]
+    assert [len(s) for s in shares(grid[:4], 3)] == [1, 1, 2]
+    assert [len(s) for s in shares(grid[:2], 5)] == [1, 1]  # never an application with nothing to fit
+    assert sum(shares(grid, 5), []) == grid  # every configuration once, in grid order
+    assert shares([], 3) == []
+
+
+@pytest.mark.spark
+def test_one_application_fits_its_share_as_one_application_each_would_and_a_retry_fits_none_again(tmp_path, caplog):
+    from pipeline import stages, tracking
+    from pipeline.jobs import als_job
+    from pipeline_runs import isolated_home
+
+    params = {"ranks": [4, 8], "reg_params": [0.1], "alphas": [0.5], "max_iters": [3], "betas": [100],
+              "als_applications": 1}
+    with isolated_home(tmp_path / "home", n_listens=15_000, seed=5):
+        ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id="shared", run_key="shared")
+        stages.start(ref, params)
+        stages.split(ref, stages.dedup(ref, stages.validate(ref)))
+        (submit,) = stages.als_submit_kwargs(ref)
+        assert submit["name"] == "spark rank=4 reg=0.1 alpha=0.5 iters=3 linear +1 more"
+        shared = als_job.main(submit["application_args"])
+        assert [r["status"] for r in shared] == ["ok", "ok"]
+        # the same configurations, each in an application of its own, into another folder
+        args = submit["application_args"]
+        configs = json.loads(args[args.index("--config") + 1])
+        alone = [als_job.main(["--split", str(ref.layout.split), "--out", str(tmp_path / "alone"),
+                               "--config", json.dumps(c)]) for c in configs]
+        for a, b in zip(shared, alone):
+            assert a["key"] == b["key"]
+            assert a["metrics"]["val_map_at_100"] == pytest.approx(b["metrics"]["val_map_at_100"], abs=1e-6)
+        parent = stages.Run.open(ref).parent
+        children = len(tracking.children(parent))
+        with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+            again = als_job.main(submit["application_args"])  # the retry of an application that had finished
+        assert [r["mlflow_run_id"] for r in again] == [r["mlflow_run_id"] for r in shared]
+        assert caplog.text.count("already fitted by an earlier attempt") == 2
+        assert len(tracking.children(parent)) == children

@@ -107,6 +107,11 @@ class RunConfig:
     halving_budget: int | None = _setting(None, "Successive halving's budget: ALS iterations summed over every fit "
                                                 "of the sweep; rung 0 gets as many iterations as it allows. Empty: "
                                                 "max_iters / halving_rate^2 in rung 0.", minimum=1)
+    als_applications: int = _setting(0, "Spark applications per ALS rung: 0 submits one per configuration (a "
+                                        "cluster runs them side by side); n shares each rung's configurations "
+                                        "among at most n applications, each reading train once and fitting its "
+                                        "share one after another, which saves every fit Spark's start on one "
+                                        "machine.", minimum=0, maximum=1024)
     confidence: str = _setting("linear", "Play counts as ALS ratings: linear or log1p.", enum=["linear", "log"])
     engine: str = _setting("spark", "ALS engine: Spark (submitted to spark_default) or implicit (single machine).",
                            enum=["spark", "implicit"])

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, wraps
 from pathlib import Path
@@ -332,8 +332,10 @@ def popularity(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dic
     return [{k: r[k] for k in ("key", "label", "status", "metrics")} for r in results]
 
 
-def _als_args(run: Run, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> list[str]:
-    args = ["--split", str(run.layout.split), "--out", str(run.layout.sweep), "--config", json.dumps(dict(params)),
+def _als_args(run: Run, params: Mapping[str, Any] | list[Mapping[str, Any]],
+              tags: Mapping[str, str] | None = None) -> list[str]:
+    config = [dict(p) for p in params] if isinstance(params, list) else dict(params)
+    args = ["--split", str(run.layout.split), "--out", str(run.layout.sweep), "--config", json.dumps(config),
             "--k", str(run.cfg.k), "--parent-run-id", run.parent]
     if tags:
         args += ["--tags", json.dumps(dict(tags))]
@@ -344,25 +346,39 @@ ALS_TASKS = ("als_sweep", "als_rung_1", "als_rung_2")  # the mapped Spark task o
 
 
 def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None, *, rung: int = 0) -> list[dict[str, Any]]:
-    """One ``SparkSubmitOperator`` kwargs dict per configuration of ``rung`` (``name``: the readable map index).
+    """One ``SparkSubmitOperator`` kwargs dict per Spark application of ``rung`` (``name``: the readable map index).
 
     Rung 0 is the whole grid (for the plan's first iterations with successive halving); a later
     rung is the best share of the rung before it, which is decided here (:func:`_continuing`).
+    Each application fits one configuration, or with ``als_applications`` a share of the rung's
+    (:func:`shares`).
     """
     run = Run.open(ref)
     configs = _continuing(run, rung) if rung and run.cfg.als_rung(rung) else run.cfg.als_rung(rung)
-    out = [{"application_args": _als_args(run, cfg.params(), {"airflow.task_id": ALS_TASKS[rung],
-                                                               "airflow.map_index": str(i),
-                                                               "pipeline.halving.rung": str(rung)}),
-            "name": cfg.label}
-           for i, cfg in enumerate(configs)]
+    out = []
+    for i, share in enumerate(shares(configs, run.cfg.als_applications)):
+        given = [c.params() for c in share]
+        out.append({"application_args": _als_args(run, given[0] if len(share) == 1 else given,
+                                                  {"airflow.task_id": ALS_TASKS[rung], "airflow.map_index": str(i),
+                                                   "pipeline.halving.rung": str(rung)}),
+                    "name": share[0].label + (f" +{len(share) - 1} more" if len(share) > 1 else "")})
     p = run.cfg.als_plan()
     if rung == 0:
-        progress.note(f"{len(out)} ALS configurations to submit" + (f"; {p}" if p.rate > 1 else ""))
+        progress.note(f"{len(configs)} ALS configurations to submit"
+                      + (f" in {len(out)} Spark applications" if len(out) < len(configs) else "")
+                      + (f"; {p}" if p.rate > 1 else ""))
     elif rung >= len(p.iterations) and "als" in run.cfg.families:
         progress.note("no later rung: every configuration ran its max_iters in als_sweep" if p.rate == 1
                       else f"no rung {rung}: the plan ends at {p.iterations[-1]} iterations")
     return out
+
+
+def shares(configs: Sequence[Any], applications: int) -> list[list[Any]]:
+    """``configs`` in order, shared among at most ``applications`` applications (0: one each) as evenly as can be."""
+    n = len(configs)
+    parts = n if applications <= 0 else min(n, applications)
+    bounds = [n * i // parts for i in range(parts + 1)] if parts else [0]
+    return [list(configs[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 def _continuing(run: Run, rung: int) -> list[Any]:
@@ -416,12 +432,16 @@ def _results(run: Run, configs: list[Any]) -> list[dict[str, Any]]:
 
 
 def als_local(ref: RunRef) -> list[dict[str, Any]]:
-    """Every rung of the ALS sweep in this process (the tests' path; the DAG submits the same job per config)."""
+    """Every rung of the ALS sweep in this process (the tests' path; the DAG submits the same job per application)."""
     from pipeline.jobs import als_job
 
     run = Run.open(ref)
-    return [als_job.main(submit["application_args"])
-            for rung in range(len(run.cfg.als_plan().iterations)) for submit in als_submit_kwargs(ref, rung=rung)]
+    out: list[dict[str, Any]] = []
+    for rung in range(len(run.cfg.als_plan().iterations)):
+        for submit in als_submit_kwargs(ref, rung=rung):
+            result = als_job.main(submit["application_args"])
+            out += result if isinstance(result, list) else [result]
+    return out
 
 
 def engine_configs(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

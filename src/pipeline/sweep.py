@@ -121,9 +121,13 @@ def popularity_sweep(
 
 def als_config_run(
     data: SplitData, out_dir: Path, cfg: AlsConfig, eval_cfg: EvalConfig, *, parent_run_id: str | None,
-    spark: Any = None, tags: Mapping[str, str] | None = None,
+    spark: Any = None, tags: Mapping[str, str] | None = None, ratings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ALS configuration on the engine it names (Spark needs ``spark``)."""
+    """One ALS configuration on the engine it names (Spark needs ``spark``).
+
+    ``ratings``: Spark's cached rating frames by confidence, shared by the fits of one application
+    (filled here; the caller unpersists them).
+    """
     n_users, n_tracks = data.shape
     if cfg.engine == "spark":
         from pipeline.models import als_spark
@@ -131,7 +135,8 @@ def als_config_run(
         if spark is None:
             raise ValueError("engine 'spark' needs a SparkSession; pass spark=")
         fit = lambda: als_spark.fit(spark, Path(data.split_dir) / "train", cfg, n_users=n_users,  # noqa: E731
-                                    n_tracks=n_tracks, scratch=Path(out_dir) / f".factors-{cfg.key}")
+                                    n_tracks=n_tracks, scratch=Path(out_dir) / f".factors-{cfg.key}",
+                                    cache=ratings)
     else:
         from pipeline.models import als_implicit
 

@@ -53,15 +53,21 @@ def _dense(factors: "DataFrame", n: int, rank: int, scratch: Path) -> tuple[np.n
 
 
 def fit(spark: "SparkSession", train_dir: Path, cfg: AlsConfig, *, n_users: int, n_tracks: int,
-        scratch: Path) -> FactorModel:
+        scratch: Path, cache: dict[str, "DataFrame"] | None = None) -> FactorModel:
     """Fit ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` on the train split.
 
     ``scratch`` is a folder the executors and the driver both see (beside the split, as the
     train data is), used for the factors on their way to the driver and removed afterwards.
+    ``cache`` keeps the cached ratings by confidence for the next fit of the same application
+    (which then neither reads train nor aggregates it again); without it they are dropped here.
     """
     from pyspark.ml.recommendation import ALS
 
-    data = ratings(spark.read.parquet(str(train_dir)), cfg).cache()
+    data = (cache or {}).get(cfg.confidence)
+    if data is None:
+        data = ratings(spark.read.parquet(str(train_dir)), cfg).cache()
+        if cache is not None:
+            cache[cfg.confidence] = data
     als = ALS(
         rank=cfg.rank, regParam=cfg.reg_param, alpha=cfg.alpha, maxIter=cfg.max_iter, seed=cfg.seed,
         implicitPrefs=True, userCol="user_idx", itemCol="track_idx", ratingCol="rating",
@@ -71,5 +77,6 @@ def fit(spark: "SparkSession", train_dir: Path, cfg: AlsConfig, *, n_users: int,
     users, _ = _dense(model.userFactors, n_users, cfg.rank, Path(scratch) / "users")
     items, mask = _dense(model.itemFactors, n_tracks, cfg.rank, Path(scratch) / "items")
     shutil.rmtree(scratch, ignore_errors=True)
-    data.unpersist()
+    if cache is None:
+        data.unpersist()
     return FactorModel(users, items, mask, cfg.params())
