@@ -42,6 +42,11 @@ def dataset_params(name: str, home: Path) -> dict[str, Any]:
 
         synth.generate(home / "data" / "demo", n_listens=200_000, seed=0)
         return {"input_path": str(home / "data" / "demo"), "input_format": "listenbrainz"}
+    if name == "seed-10m":  # what `benchmarks/run.py --listens 10000000` generates and the DAG trains on
+        from pipeline import synth
+
+        synth.generate(home / "data" / "raw", shape="seed", n_listens=10_000_000, seed=0)
+        return {"input_path": str(home / "data" / "raw"), "input_format": "listenbrainz"}
     if name == "hetrec":
         if not HETREC.exists():
             sys.exit(f"{HETREC} is missing: put HetRec Last.fm 2k there or leave hetrec out of --datasets")
@@ -70,12 +75,12 @@ def one_run(run_key: str, params: dict[str, Any]) -> dict[str, Any]:
             "als_rows": [r for r in board if r["params"].get("model") == "als"]}
 
 
-def reused_run(home: Path, run_key: str) -> dict[str, Any]:
-    """A full-grid run already in ``home`` (``--reuse-full``): its leaderboard, winner and ALS seconds."""
-    board = json.loads((home / "runs" / run_key / "select" / "leaderboard.json").read_text())
+def reused_run(run_dir: Path) -> dict[str, Any]:
+    """A run already done (``--reuse-full``, ``--halving-run``): its leaderboard, winner and ALS seconds."""
+    board = json.loads((run_dir / "select" / "leaderboard.json").read_text())
     als = [r for r in board if r["params"].get("model") == "als"]
-    print(f"{run_key}: reused from {home} (its ALS seconds are the fits' own, without Spark start-up)", flush=True)
-    return {"run_key": run_key, "seconds": round(sum(r["fit_seconds"] + r["eval_seconds"] for r in als), 1),
+    print(f"{run_dir}: reused (its ALS seconds are the fits' own, without Spark start-up)", flush=True)
+    return {"run_key": run_dir.name, "seconds": round(sum(r["fit_seconds"] + r["eval_seconds"] for r in als), 1),
             "fits": len(als), "iterations": sum(r["params"]["max_iter"] for r in als), "winner": board[0],
             "als_rows": als, "reused": True}
 
@@ -143,6 +148,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--reuse-full", action="store_true",
                     help="take the full grid from an earlier run in --work instead of fitting it again")
+    ap.add_argument("--halving-run", type=Path,
+                    help="a run folder whose sweep was the halving (a DAG run of benchmarks/run.py --halving-rate, "
+                         "on the same data): compared with the full grid instead of fitting the halving again")
+    ap.add_argument("--als-applications", type=int, default=0,
+                    help="the runs' als_applications (0: one Spark application per fit, as the DAG's default)")
     ap.add_argument("--name", default="halving", help="the results' file names: <name>.md and <name>.json")
     a = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -160,13 +170,15 @@ def main() -> None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)  # the home's own embedded store
         if name == "hetrec":
             os.environ["PIPELINE_DATA_ROOTS"] = str(HETREC.parent)
-        params = {**dataset_params(name, home), **SEED_GRID, "betas": [10, 1000], "k": K}
-        full = reused_run(home, f"{name}-full") if reuse else one_run(f"{name}-full", params)
+        params = {**dataset_params(name, home), **SEED_GRID, "betas": [10, 1000], "k": K,
+                  **({"als_applications": a.als_applications} if a.als_applications else {})}
+        full = reused_run(home / "runs" / f"{name}-full") if reuse else one_run(f"{name}-full", params)
         print(f"{name} full grid: {full['fits']} fits, {full['seconds']:.0f} s, winner {full['winner']['label']}",
               flush=True)
         for budget in a.budgets:
             halving_params = {**params, "halving_rate": a.rate, **({"halving_budget": budget} if budget else {})}
-            halving = one_run(f"{name}-halving-{budget or 'default'}", halving_params)
+            halving = (reused_run(a.halving_run) if a.halving_run
+                       else one_run(f"{name}-halving-{budget or 'default'}", halving_params))
             plan = RunConfig.from_params(halving_params).als_plan()
             halving["plan"], halving["first_rung_iterations"] = str(plan), plan.iterations[0]
             print(f"{name} halving ({halving['plan']}): {halving['fits']} fits, {halving['seconds']:.0f} s, winner "
@@ -175,7 +187,9 @@ def main() -> None:
             results[label] = {"full": full, "halving": halving, "compare": compare(full, halving, seed=0)}
     text = (f"Measured by `benchmarks/halving.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: the "
             "seed's 36-point ALS grid (rank 10, 20, 25 × regParam 0.001, 0.01, 0.1 × alpha 0.1, 0.5, 0.8, 1.2; "
-            "max_iter 10; Spark ALS on local[2], one application per fit as the DAG submits them), once in full "
+            "max_iter 10; Spark ALS on local[2], "
+            + (f"at most {a.als_applications} application(s) per rung" if a.als_applications
+               else "one application per fit as the DAG submits them by default") + "), once in full "
             f"and once by successive halving (`halving_rate` {a.rate}), on the same split. Both runs select by "
             "validation MAP@100 over every configuration they fitted.\n\n" + markdown(results, a.rate) + "\n")
     print(text)
