@@ -6,7 +6,8 @@ Nightly training of the music recommender on implicit feedback (listens).
 `start` (the params checked as one run config) → `validate` (Great Expectations, bad rows
 quarantined) → `dedup_and_map` (canonical tracks, exact duplicates dropped, persistent ID map) →
 `split` (temporal, later test window) → `popularity_sweep`, `als_sweep` (Spark ALS, one mapped
-`SparkSubmitOperator` per grid point, submitted to the connection `spark_default`; with
+`SparkSubmitOperator` per grid point, or per share of the grid with `als_applications`, submitted
+to the connection `spark_default`; with
 `halving_rate` ≥ 2 for a few iterations, then `halve_1` → `als_rung_1` → `halve_2` → `als_rung_2`
 fit the best share for longer; without it those map over nothing and are skipped) and
 `engine_sweep` (one mapped task per configuration of the other families in the `families` param:

@@ -145,3 +145,16 @@ def test_one_application_fits_its_share_as_one_application_each_would_and_a_retr
         assert [r["mlflow_run_id"] for r in again] == [r["mlflow_run_id"] for r in shared]
         assert caplog.text.count("already fitted by an earlier attempt") == 2
         assert len(tracking.children(parent)) == children
+        # a configuration that fails fails only itself: its share goes on, then the application names it
+        from pipeline.config import AlsConfig, from_params
+
+        blocked, fine = [{**c, "engine": "implicit", "max_iter": 2} for c in configs]
+        keys = [from_params(AlsConfig, {k: v for k, v in c.items() if k != "model"}).key for c in (blocked, fine)]
+        in_the_way = tmp_path / "alone" / keys[0] / "val_per_user.npz"  # a folder where its scores go
+        in_the_way.mkdir(parents=True)
+        (in_the_way / "keep").write_text("")
+        with pytest.raises(SystemExit, match=r"^1 of 2 ALS configurations failed .*: implicit rank=4 "):
+            als_job.main(["--split", str(ref.layout.split), "--out", str(tmp_path / "alone"),
+                          "--config", json.dumps([blocked, fine])])
+        status = [json.loads((tmp_path / "alone" / key / "result.json").read_text())["status"] for key in keys]
+        assert status == ["failed", "ok"]
