@@ -437,6 +437,11 @@ def history_table(entries: list[dict]) -> str:
     return table(rows, list(rows[0]))
 
 
+def _stored() -> list[dict]:
+    """Every scale's latest result in ``benchmarks/results/`` (``listens-<n>[-<variant>].json``)."""
+    return [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
+
+
 def render(results: list[dict], history: list[dict] | None = None) -> str:
     out = [
         "# Benchmarks",
@@ -490,6 +495,8 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
                 "",
                 history_table(runs),
             ]
+        if (against := RESULTS / f"full-grid-{_key(r['n'], variant)}.md").exists():  # benchmarks/halving.py
+            out += ["", f"### Against the full grid (`{against.relative_to(ROOT)}`)", "", against.read_text().strip()]
     return "\n".join(out) + "\n"
 
 
@@ -518,17 +525,22 @@ def main() -> None:
     ap.add_argument("--annoy-trees", type=int, nargs="+", help="build_index: annoy n_trees (DAG default: 10 50)")
     ap.add_argument("--hnsw-M", type=int, nargs="+", help="build_index: HNSW M (DAG default: 16 32)")
     ap.add_argument("--hnsw-ef-construction", type=int, help="build_index: HNSW ef_construction (DAG default: 200)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite --out from the stored results; run nothing")
     a = ap.parse_args()
+    if a.render_only:
+        a.out.write_text(render(_stored(), read_history()))
+        print(f"wrote {a.out}")
+        return
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()
+    commit = _commit()  # the code that runs, taken before the hours it may take
     RESULTS.mkdir(exist_ok=True)
     variant = _variant(a)
     for n in a.listens or [1_000_000]:
         result = {**one_scale(n, a.work, a), "run": run_facts(a, started, load), "started": started, "variant": variant}
         (RESULTS / f"{_key(n, variant)}.json").write_text(json.dumps(result, indent=1, default=float))
-        append_history(summary(result, commit=_commit(), host=platform.platform()))
-        stored = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("listens-*.json"))]
-        a.out.write_text(render(stored, read_history()))  # rewritten after every finished scale, even if a later one fails
+        append_history(summary(result, commit=commit, host=platform.platform()))
+        a.out.write_text(render(_stored(), read_history()))  # rewritten after every finished scale, even if a later one fails
         print(f"{n:,} listens done; wrote {a.out}", flush=True)
     print(a.out.read_text())
 

@@ -120,3 +120,15 @@ def test_a_calibrated_or_halving_run_gets_its_own_section_and_history(run, tmp_p
     for s, map_ in zip(sections, ("0.1532", "0.3001", "0.1601")):  # each lists only its own runs
         assert [line.split(" | ")[-1] for line in s.splitlines() if line.startswith("| 2026-")] == [
             f"{map_} (0.0500) |"]
+
+
+def test_a_halving_section_shows_its_comparison_with_the_full_grid_when_one_is_stored(run, tmp_path, monkeypatch):
+    halving = {**result(10_000_000, "2026-12-04 20:34", 2016.0, 0.2161), "variant": "halving-3"}
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run, "ROOT", tmp_path.parent)
+    assert "Against the full grid" not in run.render([halving])
+    (tmp_path / "full-grid-listens-10000000-halving-3.md").write_text("| dataset | sweep |\n- seed-10m: verdict\n")
+    text = run.render([halving, result(10_000_000, "2026-12-04 05:59", 348.0, 0.1532)])
+    halving_section = text.split("successive halving η=3)")[1]
+    assert f"### Against the full grid (`{tmp_path.name}/full-grid-listens-10000000-halving-3.md`)" in halving_section
+    assert "- seed-10m: verdict" in halving_section and text.count("Against the full grid") == 1
