@@ -145,6 +145,11 @@ def test_one_application_fits_its_share_as_one_application_each_would_and_a_retr
         assert [r["mlflow_run_id"] for r in again] == [r["mlflow_run_id"] for r in shared]
         assert caplog.text.count("already fitted by an earlier attempt") == 2
         assert len(tracking.children(parent)) == children
+        (ref.layout.split / "stats.json").touch()  # the run split again (a re-run): its results are fitted again
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+            als_job.main(submit["application_args"])
+        assert "already fitted" not in caplog.text and caplog.text.count("val MAP@100") == 2
         # a configuration that fails fails only itself: its share goes on, then the application names it
         from pipeline.config import AlsConfig, from_params
 

@@ -11,7 +11,7 @@ file runs on a cluster and in a test on ``local[2]``.
 
 A configuration that fails is marked FAILED (its ``result.json`` and MLflow child run) and the
 others still run; the application then exits non-zero naming the failed ones. On a retry, a
-configuration that already finished in this sweep folder is not fitted again.
+configuration that already finished in this sweep folder, on this split, is not fitted again.
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _finished(out: Path, key: str) -> dict[str, Any] | None:
-    """The result of ``key`` when an earlier attempt of this application already fitted it."""
+def _finished(out: Path, key: str, split: Path) -> dict[str, Any] | None:
+    """The result of ``key`` when an earlier attempt of this application already fitted it on this split.
+
+    A result older than the split's ``stats.json`` was fitted on an earlier split of the run (a
+    re-run that split again) and is fitted again.
+    """
     f = out / key / "result.json"
-    if not f.exists():
+    if not f.exists() or f.stat().st_mtime < (split / "stats.json").stat().st_mtime:
         return None
     result = json.loads(f.read_text())
     return result if result.get("status") == "ok" else None
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     results, failed = [], []
     try:
         for cfg in cfgs:
-            if done := _finished(args.out, cfg.key):
+            if done := _finished(args.out, cfg.key, args.split):
                 progress.note(f"{cfg.label}: already fitted by an earlier attempt")
                 results.append(done)
                 continue
