@@ -11,7 +11,13 @@ winner's validation MAP@100 minus the full grid's, with its per-user bootstrap 9
 
 Datasets: ``demo``, the log ``make demo`` trains on (200,000 synthetic listens, seed 0), seen tracks
 kept as the seed did; ``hetrec``, HetRec Last.fm 2k from ../shared/data (``random_user`` 0.8,
-``exclude_seen``, log confidence, as the quality test). Writes ``halving.md`` and ``halving.json``.
+``exclude_seen``, log confidence, as the quality test); ``seed-10m``, the 10M-listen seed-shaped log
+``benchmarks/run.py --listens 10000000`` trains on. Writes ``<name>.md`` and ``<name>.json``.
+
+At 10M the halving can come from the DAG itself: ``--halving-run`` takes a run folder of
+``benchmarks/run.py --halving-rate 3`` (same data, same split, checked by comparing the validation
+users) instead of fitting the halving again here, and ``--name full-grid-listens-10000000-halving-3``
+puts the comparison under that run's section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
