@@ -138,10 +138,16 @@ def markdown(results: dict[str, dict[str, Any]], rate: int) -> str:
         lines.append(f"- {name}: {verdict}; halving winner minus full-grid winner, validation MAP@100 paired over "
                      f"the same users: {d['mean']:+.5f} [{d['ci_low']:+.5f}, {d['ci_high']:+.5f}]. "
                      f"{r['halving']['plan']}"
-                     + ("; the full grid reused from an earlier run, so no speed ratio." if r["full"].get("reused")
+                     + (f"; the {_reused(r)} reused from an earlier run, so no speed ratio." if _reused(r)
                         else f"; ALS sweep {r['full']['seconds'] / r['halving']['seconds']:.1f}x faster than the "
                              "full grid in this run."))
     return "\n".join(lines)
+
+
+def _reused(r: dict[str, Any]) -> str:
+    """Which of the two runs was read back instead of run (``""``: both ran here, so their seconds compare)."""
+    runs = (("full grid", "full"), ("halving", "halving"))
+    return " and ".join(name for name, which in runs if r[which].get("reused"))
 
 
 def main() -> None:
