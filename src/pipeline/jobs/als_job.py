@@ -7,7 +7,8 @@
 job once per configuration, or, with the param ``als_applications``, once per share of a rung's
 configurations: the application then reads ``train`` once and fits its configurations one after
 another, which saves each fit Spark's start. It builds and stops its own session, so the same
-file runs on a cluster and in a test on ``local[2]``.
+file runs on a cluster and in a test on ``local[2]`` (where a session the caller already runs is
+used and left running).
 
 A configuration that fails is marked FAILED (its ``result.json`` and MLflow child run) and the
 others still run; the application then exits non-zero naming the failed ones. On a retry, a
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     cfgs = [from_params(AlsConfig, {k: v for k, v in c.items() if k != "model"})
             for c in (given if isinstance(given, list) else [given])]
     name = cfgs[0].label + (f" +{len(cfgs) - 1} more" if len(cfgs) > 1 else "")
-    spark = get_session(f"als {name}") if any(c.engine == "spark" for c in cfgs) else None
+    spark = owned = None
+    if any(c.engine == "spark" for c in cfgs):
+        from pyspark.sql import SparkSession
+
+        owned = SparkSession.getActiveSession() is None  # in a caller's process (a test) its session is its own
+        spark = get_session(f"als {name}")
     data, eval_cfg, ratings = SplitData(args.split), EvalConfig(k=args.k, exclude_seen=args.exclude_seen), {}
     results, failed = [], []
     try:
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     finally:
         for frame in ratings.values():
             frame.unpersist()
-        if spark is not None:
+        if spark is not None and owned:
             spark.stop()
     if failed:
         raise SystemExit(f"{len(failed)} of {len(cfgs)} ALS configurations failed (each marked FAILED in MLflow, "
