@@ -95,13 +95,16 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
     assert re.fullmatch(r"[\d,]+ listens, [\d,]+ duplicates dropped", figures["dedup_and_map"])
     assert re.fullmatch(r"train [\d,]+, val [\d,]+, test [\d,]+", figures["split"])
     assert re.fullmatch(r"4 configurations, best .+ val MAP@100 0\.\d{4}", figures["popularity_sweep"])
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=2 linear: val MAP@100 0\.\d{4}  \(2 done, 0 failed\)",
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=2 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+                        r"\(2 done, 0 failed\)",
                         figures["als_sweep"])
     assert figures["halve_1"] == "rung 1: 1 of 2 finished configurations go on to 4 iterations"
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=4 linear: val MAP@100 0\.\d{4}  \(1 done, 0 failed\)",
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=4 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+                        r"\(1 done, 0 failed\)",
                         figures["als_rung_1"])
     assert figures["halve_2"] == "rung 2: 1 of 1 finished configurations go on to 6 iterations"
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4}  \(1 done, 0 failed\)",
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+                        r"\(1 done, 0 failed\)",
                         figures["als_rung_2"])
     assert re.fullmatch(r"item_knn similarity=cosine K=2 input=binary: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
                         r"\(1 done, 0 failed\)", figures["engine_sweep"])
