@@ -353,6 +353,8 @@ def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None, *, r
     Each application fits one configuration, or with ``als_applications`` a share of the rung's
     (:func:`shares`).
     """
+    from pipeline.jobs.als_job import share_name
+
     run = Run.open(ref)
     configs = _continuing(run, rung) if rung and run.cfg.als_rung(rung) else run.cfg.als_rung(rung)
     out = []
@@ -361,7 +363,7 @@ def als_submit_kwargs(ref: RunRef, _split: Mapping[str, Any] | None = None, *, r
         out.append({"application_args": _als_args(run, given[0] if len(share) == 1 else given,
                                                   {"airflow.task_id": ALS_TASKS[rung], "airflow.map_index": str(i),
                                                    "pipeline.halving.rung": str(rung)}),
-                    "name": share[0].label + (f" +{len(share) - 1} more" if len(share) > 1 else "")})
+                    "name": share_name([c.label for c in share])})
     p = run.cfg.als_plan()
     if rung == 0:
         progress.note(f"{len(configs)} ALS configurations to submit"

@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def share_name(labels: list[str]) -> str:
+    """An application's name from its configurations' labels: the first, and how many more."""
+    return labels[0] + (f" +{len(labels) - 1} more" if len(labels) > 1 else "")
+
+
 def _finished(out: Path, key: str, split: Path) -> dict[str, Any] | None:
     """The result of ``key`` when an earlier attempt of this application already fitted it on this split.
 
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     given = json.loads(args.config)
     cfgs = [from_params(AlsConfig, {k: v for k, v in c.items() if k != "model"})
             for c in (given if isinstance(given, list) else [given])]
-    name = cfgs[0].label + (f" +{len(cfgs) - 1} more" if len(cfgs) > 1 else "")
+    name, tags = share_name([c.label for c in cfgs]), json.loads(args.tags)
     spark = owned = None
     if any(c.engine == "spark" for c in cfgs):
         from pyspark.sql import SparkSession
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                 continue
             try:
                 result = als_config_run(data, args.out, cfg, eval_cfg, parent_run_id=args.parent_run_id, spark=spark,
-                                        tags=json.loads(args.tags), ratings=ratings)
+                                        tags=tags, ratings=ratings)
             except Exception as exc:  # noqa: BLE001 - marked FAILED by run_config; the others go on
                 if lost := master_lost():  # one line that names the master, not a cancelled job's trace
                     progress.note(f"{cfg.label}: {lost}", ok=False)
