@@ -45,6 +45,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import spark_profile  # noqa: E402
 from _measure import measure, table  # noqa: E402
 
 from pipeline.airflow_env import embedded_env, prepare  # noqa: E402
@@ -77,6 +78,9 @@ class TreeSampler:
         self.spill = spill
         self.samples: list[tuple[float, int]] = []
         self.spill_samples: list[tuple[float, int]] = []
+        self.python_samples: list[tuple[float, float]] = []  # CPU seconds of every Python worker so far
+        self._workers: dict[int, float] = {}  # pyspark.daemon (and its forked workers) pid -> CPU seconds
+        self._others: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -85,6 +89,12 @@ class TreeSampler:
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                if p.pid not in self._others:
+                    if p.pid in self._workers or "pyspark.daemon" in " ".join(p.cmdline()):
+                        cpu = p.cpu_times()
+                        self._workers[p.pid] = cpu.user + cpu.system
+                    else:
+                        self._others.add(p.pid)
             except psutil.Error:
                 pass
         return total
@@ -104,6 +114,7 @@ class TreeSampler:
         while not self._stop.is_set():
             try:
                 self.samples.append((time.time(), self._rss()))
+                self.python_samples.append((self.samples[-1][0], sum(self._workers.values())))
             except psutil.Error:
                 return
             if self.spill is not None and n % 20 == 0:
@@ -123,6 +134,12 @@ class TreeSampler:
         inside = [rss for t, rss in self.samples if start <= t <= end]
         return max(inside, default=0) / 2**20
 
+    def python_cpu_s(self, start: float, end: float) -> float:
+        """CPU seconds the Python workers (``pyspark.daemon`` and the workers it forks) spent in [start, end]."""
+        inside = [cpu for t, cpu in self.python_samples if start <= t <= end]
+        before = [cpu for t, cpu in self.python_samples if t < start]
+        return (inside[-1] - (before[-1] if before else 0.0)) if inside else 0.0
+
     def peak_spill_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
         inside = [b for t, b in self.spill_samples if start <= t <= end]
         return max(inside, default=0) / 2**20
@@ -132,8 +149,23 @@ def _env(home: Path) -> dict[str, str]:
     return {
         **os.environ, **embedded_env(home, repo=ROOT),  # the embedded Airflow set-up on local[*]
         "SPARK_LOCAL_DIRS": str(home / "tmp" / "spark"),  # pipeline.spark.spill_dir(), sampled as "spill MB"
+        "SPARK_CONF_DIR": str(_event_log_conf(home)),  # every Spark application of the run writes an event log
         "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
+
+
+def _event_log_conf(home: Path) -> Path:
+    """A ``spark-defaults.conf`` that turns Spark's event log on, into ``<home>/spark-events``.
+
+    Spark's launcher reads it for the DAG's in-process session and for every spark-submit alike,
+    so the pipeline's code runs as it always does; ``benchmarks/spark_profile.py`` reads the logs.
+    """
+    conf, events = home / "spark-conf", home / "spark-events"
+    conf.mkdir(parents=True, exist_ok=True)
+    events.mkdir(parents=True, exist_ok=True)
+    (conf / "spark-defaults.conf").write_text(
+        f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events}\n")
+    return conf
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path, *, spill: Path | None = None) -> TreeSampler:
@@ -195,6 +227,20 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
         rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)",
                      "spill MB": sampler.peak_spill_mb(t0, t1), "state": state})
     return rows
+
+
+def spark_profile_rows(home: Path, sampler: TreeSampler, top: int = 3) -> dict:
+    """The run's Spark profile per task (``benchmarks/spark_profile.py``) with the Python workers' CPU seconds,
+    and each task's ``top`` heaviest Spark stages by executor run time."""
+    stages = spark_profile.read_stages(home / "spark-events")
+    windows = spark_profile.task_windows(home / "airflow" / "airflow.db", DAG_ID)
+    rows = spark_profile.by_task(stages, windows)
+    span = dict((name, (t0, t1)) for name, t0, t1 in windows)
+    for r in rows:
+        r["python_cpu_s"] = sampler.python_cpu_s(*span[r["task"]]) if r["task"] in span else None
+    heavy = {r["task"]: [{"stage": f"{s.name} [{s.app}]", "wall_s": s.wall_s, "tasks": s.tasks, **s.metrics}
+                         for s in spark_profile.heaviest(stages, windows, r["task"], top)] for r in rows}
+    return {"profile": rows, "profile_heaviest": heavy}
 
 
 def dag_fit(run_dir: Path) -> dict:
@@ -339,6 +385,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
                    env, home / "dags-test.log", spill=Path(env["SPARK_LOCAL_DIRS"]))
     dag_s = time.perf_counter() - t0
     tasks = task_rows(home / "airflow" / "airflow.db", dag_mem)
+    profile = spark_profile_rows(home, dag_mem)
     if any(t["state"] != "success" for t in tasks):
         raise RuntimeError(f"DAG run at {n} listens did not succeed: {tasks}")
     run_dir = next((home / "runs").iterdir())
@@ -349,7 +396,7 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als,
                              dag_only=a.dag_only)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
-            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks,
+            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks, **profile,
             "split": split_table, "ingest": ingest_summary,
             "test": test, "components": comp, "facts": facts}
 
@@ -407,6 +454,8 @@ def summary(result: dict, *, commit: str | None, host: str | None) -> dict:
         "subset_gscores": _component(result, "Spark recommendForUserSubset", "G scores/s"),
         "test_map": metrics["metrics"].get("test_map_at_100"),
         "popularity_map": metrics["baseline_metrics"].get("test_map_at_100"),
+        **({"profile": {r["task"]: {k: r.get(k) for k in PROFILE_HISTORY} for r in result["profile"]}}
+           if result.get("profile") else {}),
     }
 
 
@@ -435,6 +484,40 @@ def history_table(entries: list[dict]) -> str:
         "test MAP@100 (popularity)": f"{_opt(e['test_map'], '.4f')} ({_opt(e['popularity_map'], '.4f')})",
     } for e in sorted(entries, key=lambda e: e["started"])]
     return table(rows, list(rows[0]))
+
+
+PROFILE_HISTORY = ["Spark stages", "run_s", "cpu_s", "gc_s", "python_cpu_s", "shuffle_write_mb", "spill_disk_mb"]
+PROFILE_HEADERS = {**spark_profile.HEADERS, "python_cpu_s": "Python workers CPU s"}
+
+
+def profile_section(r: dict, runs: list[dict]) -> list[str]:
+    """BENCHMARKS.md lines for one scale's Spark profile: this run's table and heaviest stages, then every
+    recorded run's profile side by side (before and after a change)."""
+    if not r.get("profile"):
+        return []
+    columns = [*spark_profile.COLUMNS[:6], "python_cpu_s", *spark_profile.COLUMNS[6:]]
+    out = ["", "Spark's own metrics for each task of this run, from the event logs of every Spark application it "
+           "started (`benchmarks/spark_profile.py`; a Spark stage counts under the task running when it was "
+           "submitted). Executor run s is the tasks' summed wall time (up to 2x the stage's on 2 cores); the "
+           "Python workers' CPU seconds are sampled from the `pyspark.daemon` processes:", "",
+           table([{PROFILE_HEADERS.get(k, k): "" if v is None else v for k, v in row.items()} for row in r["profile"]],
+                 [PROFILE_HEADERS.get(c, c) for c in columns]),
+           "", "The heaviest Spark stages of each task by executor run time:", ""]
+    rows = [{"task": task, "Spark stage": h["stage"], "stage s": h["wall_s"], "executor run s": h["run_s"],
+             "tasks": h["tasks"], "shuffle write MB": h["shuffle_write_mb"], "shuffle read MB": h["shuffle_read_mb"],
+             "spilled (disk) MB": h["spill_disk_mb"]}
+            for task, heavy in r.get("profile_heaviest", {}).items() for h in heavy]
+    out.append(table(rows, ["task", "Spark stage", "stage s", "executor run s", "tasks", "shuffle write MB",
+                            "shuffle read MB", "spilled (disk) MB"]))
+    profiled = [e for e in runs if e.get("profile")]
+    if len(profiled) > 1:
+        out += ["", "The Spark profile of every recorded run at this scale, task by task:", "",
+                table([{"run (UTC)": e["started"], "commit": e.get("commit") or "not recorded", "task": task,
+                        **{PROFILE_HEADERS.get(k, k): "" if v is None else v for k, v in p.items()}}
+                       for task in dict.fromkeys(t for e in profiled for t in e["profile"])
+                       for e in profiled if (p := e["profile"].get(task))],
+                      ["task", "run (UTC)", "commit", *[PROFILE_HEADERS.get(k, k) for k in PROFILE_HISTORY]])]
+    return out
 
 
 def _stored() -> list[dict]:
@@ -486,6 +569,7 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
                                     "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"]),
         ]
         runs = [e for e in history or [] if e["n"] == r["n"] and e.get("variant", "") == variant]
+        out += profile_section(r, runs)
         if runs:
             out += [
                 "",

@@ -1,0 +1,177 @@
+"""Where a DAG run's Spark time goes, from Spark's own event logs: per Airflow task and per Spark stage.
+
+    .venv/bin/python benchmarks/spark_profile.py <event log folder> [--airflow-db <airflow.db>] [--top 5]
+
+``benchmarks/run.py`` turns event logs on for its DAG run (``spark.eventLog.enabled`` in a
+``spark-defaults.conf`` under ``$SPARK_CONF_DIR``, read by the in-process session and by every
+spark-submit alike) and renders this profile into BENCHMARKS.md. Each completed Spark stage is
+counted under the Airflow task that was running when the stage was submitted. The figures are
+Spark's task metrics summed over the stage's tasks: executor run time (the tasks' wall time, so up
+to cores x wall), JVM CPU and GC time, shuffle bytes written and read, bytes spilled (in memory
+before spilling, and on disk), Parquet bytes read and written. Python workers' CPU time is not in
+Spark's metrics; ``benchmarks/run.py`` samples it from the ``pyspark.daemon`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Stage", "read_stages", "by_task", "heaviest"]
+
+# Spark accumulable name -> (our field, divisor to seconds or MB)
+_METRICS = {
+    "internal.metrics.executorRunTime": ("run_s", 1e3),
+    "internal.metrics.executorCpuTime": ("cpu_s", 1e9),
+    "internal.metrics.jvmGCTime": ("gc_s", 1e3),
+    "internal.metrics.shuffle.write.bytesWritten": ("shuffle_write_mb", 2**20),
+    "internal.metrics.shuffle.read.localBytesRead": ("shuffle_read_mb", 2**20),
+    "internal.metrics.shuffle.read.remoteBytesRead": ("shuffle_read_mb", 2**20),
+    "internal.metrics.memoryBytesSpilled": ("spill_memory_mb", 2**20),
+    "internal.metrics.diskBytesSpilled": ("spill_disk_mb", 2**20),
+    "internal.metrics.input.bytesRead": ("input_mb", 2**20),
+    "internal.metrics.output.bytesWritten": ("output_mb", 2**20),
+}
+SUMS = ["run_s", "cpu_s", "gc_s", "shuffle_write_mb", "shuffle_read_mb", "spill_memory_mb", "spill_disk_mb",
+        "input_mb", "output_mb"]
+
+
+@dataclass
+class Stage:
+    """One completed Spark stage attempt and its summed task metrics."""
+
+    app: str
+    stage_id: int
+    name: str
+    tasks: int
+    submitted: float  # epoch seconds
+    completed: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def wall_s(self) -> float:
+        return self.completed - self.submitted
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The JSON lines of one event log file, plain or compressed (Spark 4 writes zstd by default)."""
+    if path.suffix == ".zstd":
+        import zstandard  # installed with the pinned set (an MLflow dependency)
+
+        with path.open("rb") as raw:
+            yield from io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8")
+    elif path.suffix in {".lz4", ".snappy", ".lzf"}:
+        raise SystemExit(f"{path}: event logs compressed with {path.suffix[1:]} cannot be read here; "
+                         "set spark.eventLog.compression.codec=zstd or spark.eventLog.compress=false")
+    else:
+        with path.open(encoding="utf-8") as fh:
+            yield from fh
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every event log under ``folder``: single files and rolling ``eventlog_v2_*`` folders, in order."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.is_dir() and p.name.startswith("eventlog_v2_"):
+            out += sorted((f for f in p.iterdir() if f.name.startswith("events_")),
+                          key=lambda f: int(f.name.split("_")[1]))
+        elif p.is_file() and not p.name.startswith(".") and not p.name.endswith(".crc"):
+            out.append(p)
+    return out
+
+
+def read_stages(folder: Path) -> list[Stage]:
+    """Every completed stage in every application's event log under ``folder``."""
+    stages: list[Stage] = []
+    for path in _files(folder):
+        app = path.parent.name if path.parent != folder else path.name
+        for line in _lines(path):
+            if '"Event":"SparkListenerApplicationStart"' in line:
+                app = json.loads(line).get("App Name", app)
+            if '"Event":"SparkListenerStageCompleted"' not in line:
+                continue
+            info = json.loads(line)["Stage Info"]
+            if "Completion Time" not in info or "Submission Time" not in info:
+                continue
+            metrics = dict.fromkeys(SUMS, 0.0)
+            for acc in info.get("Accumulables", []):
+                if (name := acc.get("Name")) in _METRICS:
+                    key, unit = _METRICS[name]
+                    metrics[key] += float(acc.get("Value") or 0) / unit
+            stages.append(Stage(app, info["Stage ID"], info["Stage Name"], info["Number of Tasks"],
+                                info["Submission Time"] / 1e3, info["Completion Time"] / 1e3, metrics))
+    return sorted(stages, key=lambda s: s.submitted)
+
+
+def task_windows(airflow_db: Path, dag_id: str = "music_recs_nightly") -> list[tuple[str, float, float]]:
+    """(task name, start, end) of every task instance of the last run of ``dag_id``, in epoch seconds."""
+    import datetime as dt
+
+    def epoch(stamp: str) -> float:
+        return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).timestamp()
+
+    con = sqlite3.connect(airflow_db)
+    (run_id,) = con.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (dag_id,)).fetchone()
+    rows = con.execute("select task_id, map_index, rendered_map_index, start_date, end_date from task_instance "
+                       "where dag_id=? and run_id=? and start_date is not null and end_date is not null "
+                       "order by start_date", (dag_id, run_id)).fetchall()
+    return [(t if i < 0 else f"{t} [{r or i}]", epoch(s), epoch(e)) for t, i, r, s, e in rows]
+
+
+def by_task(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list[dict]:
+    """One row per task that ran Spark stages: their count, tasks and summed metrics; the rest as "(no task)"."""
+    rows: dict[str, dict] = {}
+    for s in stages:
+        owner = next((name for name, t0, t1 in windows if t0 <= s.submitted <= t1), "(no task)")
+        row = rows.setdefault(owner, {"task": owner, "Spark stages": 0, "Spark tasks": 0, **dict.fromkeys(SUMS, 0.0)})
+        row["Spark stages"] += 1
+        row["Spark tasks"] += s.tasks
+        for k in SUMS:
+            row[k] += s.metrics[k]
+    order = [name for name, _, _ in windows] + ["(no task)"]
+    return sorted(rows.values(), key=lambda r: order.index(r["task"]))
+
+
+def heaviest(stages: list[Stage], windows: list[tuple[str, float, float]], task: str, top: int = 5) -> list[Stage]:
+    """The ``top`` stages of ``task`` by executor run time."""
+    inside = [s for s in stages for name, t0, t1 in windows if name == task and t0 <= s.submitted <= t1]
+    return sorted(inside, key=lambda s: -s.metrics["run_s"])[:top]
+
+
+COLUMNS = ["task", "Spark stages", "Spark tasks", "run_s", "cpu_s", "gc_s", "shuffle_write_mb", "shuffle_read_mb",
+           "spill_memory_mb", "spill_disk_mb", "input_mb", "output_mb"]
+HEADERS = {"run_s": "executor run s", "cpu_s": "JVM CPU s", "gc_s": "GC s", "shuffle_write_mb": "shuffle write MB",
+           "shuffle_read_mb": "shuffle read MB", "spill_memory_mb": "spilled (memory) MB",
+           "spill_disk_mb": "spilled (disk) MB", "input_mb": "input MB", "output_mb": "output MB"}
+
+
+def main() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _measure import table
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("events", type=Path, help="spark.eventLog.dir")
+    ap.add_argument("--airflow-db", type=Path, help="attribute stages to this Airflow database's last DAG run")
+    ap.add_argument("--top", type=int, default=5, help="the heaviest stages to list per task")
+    a = ap.parse_args()
+    stages = read_stages(a.events)
+    windows = task_windows(a.airflow_db) if a.airflow_db else [("(all)", 0.0, float("inf"))]
+    rows = by_task(stages, windows)
+    print(table([{HEADERS.get(k, k): v for k, v in r.items()} for r in rows], [HEADERS.get(c, c) for c in COLUMNS]))
+    for r in rows:
+        print(f"\n{r['task']}: heaviest stages")
+        for s in heaviest(stages, windows, r["task"], a.top):
+            print(f"  {s.wall_s:7.1f} s wall {s.metrics['run_s']:7.1f} s run  {s.tasks:4d} tasks  "
+                  f"shuffle w/r {s.metrics['shuffle_write_mb']:8.1f}/{s.metrics['shuffle_read_mb']:8.1f} MB  "
+                  f"[{s.app}] {s.name}")
+
+
+if __name__ == "__main__":
+    main()
