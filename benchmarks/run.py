@@ -238,9 +238,10 @@ def spark_profile_rows(home: Path, sampler: TreeSampler, top: int = 3) -> dict:
     span = dict((name, (t0, t1)) for name, t0, t1 in windows)
     for r in rows:
         r["python_cpu_s"] = sampler.python_cpu_s(*span[r["task"]]) if r["task"] in span else None
-    heavy = {r["task"]: [{"stage": f"{s.name} [{s.app}]", "wall_s": s.wall_s, "tasks": s.tasks, **s.metrics}
+    heavy = {r["task"]: [{"stage": f"{s.job + ': ' if s.job else ''}{s.name} [{s.app}]", "wall_s": s.wall_s,
+                          "tasks": s.tasks, **s.metrics}
                          for s in spark_profile.heaviest(stages, windows, r["task"], top)] for r in rows}
-    return {"profile": rows, "profile_heaviest": heavy}
+    return {"profile": rows, "profile_heaviest": heavy, "profile_jobs": spark_profile.by_job(stages, windows)}
 
 
 def dag_fit(run_dir: Path) -> dict:
@@ -502,7 +503,12 @@ def profile_section(r: dict, runs: list[dict]) -> list[str]:
            "Python workers' CPU seconds are sampled from the `pyspark.daemon` processes:", "",
            table([{PROFILE_HEADERS.get(k, k): "" if v is None else v for k, v in row.items()} for row in r["profile"]],
                  [PROFILE_HEADERS.get(c, c) for c in columns]),
-           "", "The heaviest Spark stages of each task by executor run time:", ""]
+           ""]
+    if r.get("profile_jobs"):  # runs from 2026-12-05: the pipeline names its Spark jobs (pipeline.spark.jobs)
+        out += ["Within each task, by the name the pipeline gives its Spark jobs (the Spark UI shows the same names):",
+                "", table([{PROFILE_HEADERS.get(k, k): v for k, v in row.items()} for row in r["profile_jobs"]],
+                          [PROFILE_HEADERS.get(c, c) for c in spark_profile.JOB_COLUMNS]), ""]
+    out += ["The heaviest Spark stages of each task by executor run time:", ""]
     rows = [{"task": task, "Spark stage": h["stage"], "stage s": h["wall_s"], "executor run s": h["run_s"],
              "tasks": h["tasks"], "shuffle write MB": h["shuffle_write_mb"], "shuffle read MB": h["shuffle_read_mb"],
              "spilled (disk) MB": h["spill_disk_mb"]}

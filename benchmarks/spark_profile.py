@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Stage", "read_stages", "by_task", "heaviest"]
+__all__ = ["Stage", "read_stages", "by_task", "by_job", "heaviest"]
 
 # Spark accumulable name -> (our field, divisor to seconds or MB)
 _METRICS = {
@@ -52,6 +52,7 @@ class Stage:
     submitted: float  # epoch seconds
     completed: float
     metrics: dict[str, float] = field(default_factory=dict)
+    job: str = ""  # the description of the job that ran it (pipeline.spark.jobs), or ""
 
     @property
     def wall_s(self) -> float:
@@ -88,11 +89,18 @@ def _files(folder: Path) -> list[Path]:
 def read_stages(folder: Path) -> list[Stage]:
     """Every completed stage in every application's event log under ``folder``."""
     stages: list[Stage] = []
+    group, described = None, {}  # described: stage id -> its job's description, per application
     for path in _files(folder):
-        app = path.parent.name if path.parent != folder else path.name
+        owner = path if path.parent == folder else path.parent  # a rolling log's files share a folder
+        if owner != group:  # the next application
+            group, app, described = owner, owner.name, {}
         for line in _lines(path):
             if '"Event":"SparkListenerApplicationStart"' in line:
                 app = json.loads(line).get("App Name", app)
+            if '"Event":"SparkListenerJobStart"' in line:
+                job = json.loads(line)
+                text = (job.get("Properties") or {}).get("spark.job.description") or ""
+                described.update(dict.fromkeys(job.get("Stage IDs", []), text))
             if '"Event":"SparkListenerStageCompleted"' not in line:
                 continue
             info = json.loads(line)["Stage Info"]
@@ -104,7 +112,8 @@ def read_stages(folder: Path) -> list[Stage]:
                     key, unit = _METRICS[name]
                     metrics[key] += float(acc.get("Value") or 0) / unit
             stages.append(Stage(app, info["Stage ID"], info["Stage Name"], info["Number of Tasks"],
-                                info["Submission Time"] / 1e3, info["Completion Time"] / 1e3, metrics))
+                                info["Submission Time"] / 1e3, info["Completion Time"] / 1e3, metrics,
+                                described.get(info["Stage ID"], "")))
     return sorted(stages, key=lambda s: s.submitted)
 
 
@@ -137,6 +146,21 @@ def by_task(stages: list[Stage], windows: list[tuple[str, float, float]]) -> lis
     return sorted(rows.values(), key=lambda r: order.index(r["task"]))
 
 
+def by_job(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list[dict]:
+    """One row per (task, job description): where inside a task the Spark time went, in the order it ran."""
+    rows: dict[tuple[str, str], dict] = {}
+    for s in stages:
+        owner = next((name for name, t0, t1 in windows if t0 <= s.submitted <= t1), "(no task)")
+        row = rows.setdefault((owner, s.job or "(not described)"),
+                              {"task": owner, "jobs": s.job or "(not described)", "Spark stages": 0,
+                               "stage_s": 0.0, **dict.fromkeys(SUMS, 0.0)})
+        row["Spark stages"] += 1
+        row["stage_s"] += s.wall_s
+        for k in SUMS:
+            row[k] += s.metrics[k]
+    return list(rows.values())
+
+
 def heaviest(stages: list[Stage], windows: list[tuple[str, float, float]], task: str, top: int = 5) -> list[Stage]:
     """The ``top`` stages of ``task`` by executor run time."""
     inside = [s for s in stages for name, t0, t1 in windows if name == task and t0 <= s.submitted <= t1]
@@ -145,7 +169,10 @@ def heaviest(stages: list[Stage], windows: list[tuple[str, float, float]], task:
 
 COLUMNS = ["task", "Spark stages", "Spark tasks", "run_s", "cpu_s", "gc_s", "shuffle_write_mb", "shuffle_read_mb",
            "spill_memory_mb", "spill_disk_mb", "input_mb", "output_mb"]
-HEADERS = {"run_s": "executor run s", "cpu_s": "JVM CPU s", "gc_s": "GC s", "shuffle_write_mb": "shuffle write MB",
+JOB_COLUMNS = ["task", "jobs", "Spark stages", "stage_s", "run_s", "cpu_s", "gc_s", "shuffle_write_mb",
+               "shuffle_read_mb", "spill_disk_mb", "input_mb", "output_mb"]
+HEADERS = {"stage_s": "stages' wall s", "run_s": "executor run s", "cpu_s": "JVM CPU s", "gc_s": "GC s",
+           "shuffle_write_mb": "shuffle write MB",
            "shuffle_read_mb": "shuffle read MB", "spill_memory_mb": "spilled (memory) MB",
            "spill_disk_mb": "spilled (disk) MB", "input_mb": "input MB", "output_mb": "output MB"}
 
@@ -165,12 +192,15 @@ def main() -> None:
     windows = task_windows(a.airflow_db) if a.airflow_db else [("(all)", 0.0, float("inf"))]
     rows = by_task(stages, windows)
     print(table([{HEADERS.get(k, k): v for k, v in r.items()} for r in rows], [HEADERS.get(c, c) for c in COLUMNS]))
+    print()
+    print(table([{HEADERS.get(k, k): v for k, v in r.items()} for r in by_job(stages, windows)],
+                [HEADERS.get(c, c) for c in JOB_COLUMNS]))
     for r in rows:
         print(f"\n{r['task']}: heaviest stages")
         for s in heaviest(stages, windows, r["task"], a.top):
             print(f"  {s.wall_s:7.1f} s wall {s.metrics['run_s']:7.1f} s run  {s.tasks:4d} tasks  "
                   f"shuffle w/r {s.metrics['shuffle_write_mb']:8.1f}/{s.metrics['shuffle_read_mb']:8.1f} MB  "
-                  f"[{s.app}] {s.name}")
+                  f"[{s.app}] {s.job + ': ' if s.job else ''}{s.name}")
 
 
 if __name__ == "__main__":

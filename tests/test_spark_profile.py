@@ -39,16 +39,20 @@ def test_a_real_applications_event_log_gives_its_shuffle_and_stages_under_the_ta
         profile, run, tmp_path):
     """Event logs turned on the way benchmarks/run.py does it (spark-defaults.conf under SPARK_CONF_DIR),
     read back: a two-stage group-by writes and reads the same shuffle bytes; its stages count under the
-    window they were submitted in, and nothing under a window before them."""
+    window they were submitted in, and nothing under a window before them; the jobs started inside
+    ``pipeline.spark.jobs`` carry its name and the jobs after it none."""
     home = tmp_path / "home"
     env = {**os.environ, "SPARK_CONF_DIR": str(run._event_log_conf(home)), "PYSPARK_PYTHON": sys.executable}
     env.pop("PYSPARK_GATEWAY_PORT", None)
     script = textwrap.dedent("""
         import sys
         from pyspark.sql import SparkSession, functions as F
+        from pipeline.spark import jobs
         spark = SparkSession.builder.master("local[2]").appName("profile-test").getOrCreate()
         df = spark.range(200_000).select((F.col("id") % 1000).alias("k"), F.col("id").alias("v"))
-        df.repartition(4).groupBy("k").agg(F.sum("v")).write.parquet(sys.argv[1])
+        with jobs(spark, "test: sum by key"):
+            df.repartition(4).groupBy("k").agg(F.sum("v")).write.parquet(sys.argv[1])
+        spark.read.parquet(sys.argv[1]).count()
         spark.stop()
     """)
     t0 = time.time()
@@ -68,6 +72,10 @@ def test_a_real_applications_event_log_gives_its_shuffle_and_stages_under_the_ta
     assert [r["task"] for r in rows] == ["job"]
     assert rows[0]["Spark stages"] == len(stages)
     assert rows[0]["shuffle_write_mb"] == pytest.approx(written)
+    named = {r["jobs"]: r for r in profile.by_job(stages, [("job", t0 - 1, t1 + 1)])}
+    assert set(named) == {"test: sum by key", "(not described)"}  # the name ends with its block
+    assert named["test: sum by key"]["shuffle_write_mb"] == pytest.approx(written, rel=0.01)  # the count: 1 row a task
+    assert named["(not described)"]["input_mb"] > 0  # the count after the block read what the block wrote
     assert profile.heaviest(stages, [("job", t0 - 1, t1 + 1)], "job", 1)[0].metrics["run_s"] == max(
         s.metrics["run_s"] for s in stages)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import idmap, validate
 from pipeline.config import IngestConfig
 from pipeline.paths import IngestLayout, atomic_dir, atomic_write_text
+from pipeline.spark import jobs
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -93,29 +94,32 @@ def validate_stage(
     from pipeline import loaders
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc)
-    loaded = loaders.load(
-        spark, cfg.input_format, cfg.input_path,
-        tracks=cfg.tracks_path, aliases=cfg.aliases_path, columns=cfg.columns,
-    )
-    lim = validate.limits(cfg, as_of)
-    raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping).cache()
-    rows_in = raw.count()
-    report = validate.run_expectations(
-        raw, has_timestamps=loaded.has_timestamps, lim=lim, max_quarantine_share=cfg.max_quarantine_share,
-        docs_dir=IngestLayout(Path(out_dir)).data_docs,
-    )
+    with jobs(spark, f"validate: load the {cfg.input_format} batch and count its rows"):
+        loaded = loaders.load(
+            spark, cfg.input_format, cfg.input_path,
+            tracks=cfg.tracks_path, aliases=cfg.aliases_path, columns=cfg.columns,
+        )
+        lim = validate.limits(cfg, as_of)
+        raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping).cache()
+        rows_in = raw.count()
+    with jobs(spark, "validate: the Great Expectations suite"):
+        report = validate.run_expectations(
+            raw, has_timestamps=loaded.has_timestamps, lim=lim, max_quarantine_share=cfg.max_quarantine_share,
+            docs_dir=IngestLayout(Path(out_dir)).data_docs,
+        )
     good, bad = validate.split_valid(raw, loaded.has_timestamps, lim)
     out = IngestLayout(Path(out_dir))
-    for path, frame in ((out.validated, good), (out.quarantine, bad)):
-        with atomic_dir(path) as tmp:
+    for path, frame, name in ((out.validated, good, "validated rows"), (out.quarantine, bad, "quarantine")):
+        with atomic_dir(path) as tmp, jobs(spark, f"validate: write the {name}"):
             frame.write.parquet(str(tmp))
-    by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out.quarantine))
-                 .groupBy("reason").count().orderBy("reason").collect()}
-    quarantined = sum(by_reason.values())
-    rows_out = spark.read.parquet(str(out.validated)).count()
-    users = {"users_lost": 0, "users_lost_sample": [], "rules": {}}
-    if quarantined:
-        users = validate.quarantine_rules(spark, out.quarantine, out.validated)
+    with jobs(spark, "validate: count what was written, by reason"):
+        by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out.quarantine))
+                     .groupBy("reason").count().orderBy("reason").collect()}
+        quarantined = sum(by_reason.values())
+        rows_out = spark.read.parquet(str(out.validated)).count()
+        users = {"users_lost": 0, "users_lost_sample": [], "rules": {}}
+        if quarantined:
+            users = validate.quarantine_rules(spark, out.quarantine, out.validated)
     summary = {
         "source": loaded.source, "format": loaded.fmt, "has_timestamps": loaded.has_timestamps,
         "rows_in": rows_in, "rows_out": rows_out, "quarantined": quarantined,
@@ -153,7 +157,8 @@ def dedup_stage(
 
     out = IngestLayout(Path(out_dir))
     rows = spark.read.parquet(str(validated_dir))
-    rows_in = rows.count()
+    with jobs(spark, "dedup: count the validated rows"):
+        rows_in = rows.count()
     keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
     if has_timestamps:
         # the first row by source_row of each (user, track, timestamp): a hash aggregate over the five
@@ -168,12 +173,14 @@ def dedup_stage(
             F.first("timestamp").alias("timestamp"),
         )
     deduped = deduped.cache()
-    rows_out = deduped.count()
-    ids, added = idmap.update(
-        spark, idmap_root,
-        users=deduped.select(F.col("user_id").alias("key")),
-        tracks=deduped.select(F.col("track_key").alias("key")),
-    )
+    with jobs(spark, "dedup: canonical track keys and exact duplicates"):
+        rows_out = deduped.count()
+    with jobs(spark, "dedup: extend the ID map"):
+        ids, added = idmap.update(
+            spark, idmap_root,
+            users=deduped.select(F.col("user_id").alias("key")),
+            tracks=deduped.select(F.col("track_key").alias("key")),
+        )
     users = spark.read.parquet(str(ids.path("users"))).withColumnRenamed("key", "user_id").withColumnRenamed("id", "user_idx")
     tracks = spark.read.parquet(str(ids.path("tracks"))).withColumnRenamed("key", "track_key").withColumnRenamed("id", "track_idx")
     listens = (
@@ -181,21 +188,24 @@ def dedup_stage(
         .join(tracks, "track_key")
         .select("user_idx", "track_idx", "timestamp", F.col("play_count").cast("int"), "source_row")
     )
-    with atomic_dir(out.listens) as tmp:
+    with atomic_dir(out.listens) as tmp, jobs(spark, "dedup: write the listens with their ids"):
         listens.repartition(8, "user_idx").sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))
     # a display name per track, for humans reading recommendations
     names = (keyed.groupBy("track_key").agg(F.min("artist_name").alias("artist_name"), F.min("track_name").alias("track_name"))
              .join(tracks, "track_key").select("track_idx", "track_key", "artist_name", "track_name"))
-    with atomic_dir(out.tracks) as tmp:
+    with atomic_dir(out.tracks) as tmp, jobs(spark, "dedup: write a display name per track"):
         names.write.parquet(str(tmp))
-    stats = keyed.agg(
-        F.countDistinct(F.when(F.col("track_key").startswith("name:"), F.col("source_track_id"))).alias("name_sources"),
-        F.countDistinct(F.when(F.col("track_key").startswith("name:"), F.col("track_key"))).alias("name_keys"),
-        F.sum(F.col("track_key").startswith("mbid:").cast("long")).alias("rows_by_mbid"),
-        F.sum(F.col("track_key").startswith("name:").cast("long")).alias("rows_by_name"),
-        F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
-    ).first().asDict()
-    written = spark.read.parquet(str(out.listens)).count()
+    with jobs(spark, "dedup: how tracks were keyed"):
+        named = F.col("track_key").startswith("name:")
+        stats = keyed.agg(
+            F.countDistinct(F.when(named, F.col("source_track_id"))).alias("name_sources"),
+            F.countDistinct(F.when(named, F.col("track_key"))).alias("name_keys"),
+            F.sum(F.col("track_key").startswith("mbid:").cast("long")).alias("rows_by_mbid"),
+            F.sum(named.cast("long")).alias("rows_by_name"),
+            F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
+        ).first().asDict()
+    with jobs(spark, "dedup: count the listens written"):
+        written = spark.read.parquet(str(out.listens)).count()
     if written != rows_out:
         raise RuntimeError(f"dedup wrote {written} listens but kept {rows_out}: a key is missing from the ID map")
     summary = {

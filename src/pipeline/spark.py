@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["SESSION_CONF", "MasterWatch", "default_driver_memory", "get_session", "master_lost", "release_session",
-           "spill_dir", "submit_conf"]
+__all__ = ["SESSION_CONF", "MasterWatch", "default_driver_memory", "get_session", "jobs", "master_lost",
+           "release_session", "spill_dir", "submit_conf"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,27 @@ def get_session(app_name: str = "music-recs", *, master: str | None = None) -> "
     if session.sparkContext.master.startswith("spark://") and (_watch is None or _watch.session is not session):
         _watch = MasterWatch(session)
     return session
+
+
+@contextlib.contextmanager
+def jobs(spark: "SparkSession | None", description: str) -> Iterator[None]:
+    """Name the Spark jobs started inside the block: ``with jobs(spark, "dedup: ID map"): ...``.
+
+    The name is what the Spark UI's Jobs page and the event logs show for them (instead of
+    ``parquet at NativeMethodAccessorImpl.java:0``), and what ``benchmarks/spark_profile.py``
+    groups a stage's time under. The previous name comes back afterwards. Without a session
+    (a block that may not need Spark) it does nothing.
+    """
+    if spark is None:
+        yield
+        return
+    context = spark.sparkContext
+    previous = context.getLocalProperty("spark.job.description")
+    context.setJobDescription(description)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.job.description", previous)  # None removes it
 
 
 class MasterWatch:

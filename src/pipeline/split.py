@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import SplitConfig
 from pipeline.data import SplitData
 from pipeline.paths import atomic_dir, atomic_write_text
+from pipeline.spark import jobs
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -135,22 +136,25 @@ def split(
     out_dir = Path(out_dir)
     # a folder of curated listens, or (nightly increments) a frame over the curated partitions
     df = spark.read.parquet(str(listens_dir)) if isinstance(listens_dir, (str, Path)) else listens_dir
-    frames, facts = split_frame(df, cfg, has_timestamps=has_timestamps)
+    with jobs(spark, f"split: {cfg.strategy}, the test window's start"):
+        frames, facts = split_frame(df, cfg, has_timestamps=has_timestamps)
     with atomic_dir(out_dir) as tmp:
         for name in SPLITS:
-            frames[name].write.parquet(str(SplitData(tmp).path(name)))
+            with jobs(spark, f"split: write {name}"):
+                frames[name].write.parquet(str(SplitData(tmp).path(name)))
     stats: dict[str, Any] = {"facts": facts, "table": {}, "shape": list(shape), "idmap_version": idmap_version,
                              "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
     total = 0
-    for name in SPLITS:
-        row = spark.read.parquet(str(SplitData(out_dir).path(name))).agg(
-            F.countDistinct("user_idx").alias("users"),
-            F.countDistinct("track_idx").alias("tracks"),
-            F.count(F.lit(1)).alias("interactions"),
-        ).first().asDict()
-        stats["table"][name] = row
-        total += row["interactions"]
-    rows_in = df.count()
+    with jobs(spark, "split: users, tracks and interactions of each split"):
+        for name in SPLITS:
+            row = spark.read.parquet(str(SplitData(out_dir).path(name))).agg(
+                F.countDistinct("user_idx").alias("users"),
+                F.countDistinct("track_idx").alias("tracks"),
+                F.count(F.lit(1)).alias("interactions"),
+            ).first().asDict()
+            stats["table"][name] = row
+            total += row["interactions"]
+        rows_in = df.count()
     if total != rows_in:
         raise RuntimeError(f"split lost rows: {rows_in} in, {total} across train/val/test")
     stats["rows_in"] = rows_in

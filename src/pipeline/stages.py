@@ -318,11 +318,12 @@ def _window(ingested: Mapping[str, Any], window: int) -> Any:
 def popularity(ref: RunRef, _split: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every popularity variant (plays_per_listener at every beta); a failing one never stops the others."""
     from pipeline.models.popularity import track_stats_spark
-    from pipeline.spark import release_session
+    from pipeline.spark import jobs, release_session
     from pipeline.sweep import popularity_sweep
 
     run = Run.open(ref)
-    stats = track_stats_spark(_spark(), run.split_data.train_path, run.split_data.shape[1])
+    with jobs(spark := _spark(), "popularity: plays and listeners per track"):
+        stats = track_stats_spark(spark, run.split_data.train_path, run.split_data.shape[1])
     release_session()  # the last stage that needs Spark in this process; ALS runs in its own application
     results = popularity_sweep(run.split_data, run.layout.popularity, run.cfg.popularity_configs(), run.cfg.eval(),
                                parent_run_id=run.parent, stats=stats, tags={"airflow.task_id": "popularity_sweep"})

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     from pipeline import progress
     from pipeline.config import AlsConfig, EvalConfig, from_params
     from pipeline.data import SplitData
-    from pipeline.spark import get_session, master_lost
+    from pipeline.spark import get_session, jobs, master_lost
     from pipeline.sweep import als_config_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                 results.append(done)
                 continue
             try:
-                result = als_config_run(data, args.out, cfg, eval_cfg, parent_run_id=args.parent_run_id, spark=spark,
-                                        tags=tags, ratings=ratings)
+                with jobs(spark, f"als: {cfg.label}"):
+                    result = als_config_run(data, args.out, cfg, eval_cfg, parent_run_id=args.parent_run_id,
+                                            spark=spark, tags=tags, ratings=ratings)
             except Exception as exc:  # noqa: BLE001 - marked FAILED by run_config; the others go on
                 if lost := master_lost():  # one line that names the master, not a cancelled job's trace
                     progress.note(f"{cfg.label}: {lost}", ok=False)
