@@ -40,3 +40,24 @@ def test_release_stops_the_session_it_started_and_a_new_one_can_follow(tmp_path)
     env = {**os.environ, "PIPELINE_HOME": str(tmp_path), "SPARK_DRIVER_MEMORY": "1g"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("options, collector", [(None, "PS MarkSweep"), ("", "G1 Old Generation")])
+def test_a_session_runs_the_collector_spark_java_options_names(tmp_path, options, collector):
+    """get_session's JVM runs the parallel collector by default (pipeline.spark.JAVA_OPTIONS) and the JVM's
+    own default (G1) with SPARK_JAVA_OPTIONS set empty. Its own process: the option applies at JVM launch."""
+    script = textwrap.dedent("""
+        from pipeline.spark import get_session, release_session
+
+        spark = get_session("gc", master="local[1]")
+        beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+        print("collectors:", ",".join(bean.getName() for bean in beans))
+        release_session()
+    """)
+    env = {**os.environ, "PIPELINE_HOME": str(tmp_path), "SPARK_DRIVER_MEMORY": "1g"}
+    env.pop("SPARK_JAVA_OPTIONS", None)
+    if options is not None:
+        env["SPARK_JAVA_OPTIONS"] = options
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("collectors:")), out.stderr[-2000:])
+    assert collector in line.split(":", 1)[1].strip().split(","), line

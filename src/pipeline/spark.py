@@ -21,10 +21,19 @@ __all__ = ["SESSION_CONF", "MasterWatch", "default_driver_memory", "get_session"
 
 log = logging.getLogger(__name__)
 
+# The JVMs' garbage collector: the parallel (throughput) collector instead of Java 17's default G1.
+# Measured on 2 cores at 10M listens, results identical to the bit: the split's timestamp quantile
+# 19.5 -> 7.4 s (G1 spent a third of it collecting), a Spark ALS fit 76 -> 69 s. Set
+# SPARK_JAVA_OPTIONS to change it ("" keeps the JVM's default); spark.driver/executor.extraJavaOptions
+# stay free for a cluster's own settings.
+JAVA_OPTIONS = os.environ.get("SPARK_JAVA_OPTIONS", "-XX:+UseParallelGC")
+
 # Every session of the pipeline, in-process or submitted: UTC timestamps, many small shuffle
 # partitions that spill in pieces instead of failing (adaptive execution merges them back),
-# no console progress bars, Arrow for toPandas, Parquet timestamps in microseconds.
+# no console progress bars, Arrow for toPandas, Parquet timestamps in microseconds, the collector above.
 SESSION_CONF = {
+    **({"spark.driver.defaultJavaOptions": JAVA_OPTIONS, "spark.executor.defaultJavaOptions": JAVA_OPTIONS}
+       if JAVA_OPTIONS else {}),
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "64"),
     "spark.sql.adaptive.enabled": "true",
