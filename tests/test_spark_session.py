@@ -24,6 +24,7 @@ def test_release_leaves_a_session_it_did_not_start_running(spark):
 def test_release_stops_the_session_it_started_and_a_new_one_can_follow(tmp_path):
     # Its own process: one JVM holds one SparkContext, and the suite's session lives in this one.
     script = textwrap.dedent("""
+        import psutil
         from pyspark import SparkContext
         from pipeline.spark import get_session, release_session
 
@@ -31,6 +32,9 @@ def test_release_stops_the_session_it_started_and_a_new_one_can_follow(tmp_path)
         assert first.range(5).count() == 5
         release_session()
         assert SparkContext._active_spark_context is None, "release_session left its session running"
+        jvms = [p for p in psutil.Process().children(recursive=True) if p.name() == "java" and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+        assert not jvms, f"release_session left the JVM running: {jvms}"  # its memory back to the machine
         release_session()  # a second call has nothing to stop
         second = get_session("second", master="local[1]")
         assert second is not first and second.range(7).count() == 7

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -168,21 +169,34 @@ def master_lost() -> str | None:
 
 
 def release_session() -> None:
-    """Stop the session :func:`get_session` started and have its JVM hand the heap back to the machine.
+    """Stop the session :func:`get_session` started and end the JVM it ran in, handing its memory back.
 
     The DAG's in-process stages (validate .. popularity) share one session; once they are done
     its driver heap (a quarter of RAM) would otherwise stay resident beside the ALS jobs and the
-    index builds. A full GC after ``stop()`` lets the JVM uncommit the free heap. A session this
-    module did not start (a caller's, a test suite's) is left running: its owner stops it. Under
-    spark-submit the application owns its session, so nothing is done.
+    index builds (the parallel collector, unlike G1, keeps a heap it has grown). PySpark's JVM
+    exits when its standard input closes; a later :func:`get_session` in the same process starts
+    a new one. A session this module did not start (a caller's, a test suite's) is left running:
+    its owner stops it. Under spark-submit the application owns its session, so nothing is done.
     """
+    from pyspark import SparkContext
+
     global _started
     session, _started = _started, None
     if session is None or _under_spark_submit() or session.sparkContext._jsc is None:
         return
-    jvm = session.sparkContext._jvm
     session.stop()
-    jvm.System.gc()
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)  # set by pyspark's launch_gateway for a JVM it started
+    if proc is None:
+        return
+    gateway.shutdown()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # PythonGatewayServer: "Exiting due to broken pipe from Python driver"
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    SparkContext._gateway = SparkContext._jvm = None  # the next SparkContext launches a new JVM
 
 
 def submit_conf() -> dict[str, str]:
