@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -205,24 +204,12 @@ def _key(n: int, variant: str) -> str:
     return f"listens-{n}" + (f"-{variant}" if variant else "")
 
 
-def _utc(stamp: str | None) -> float:
-    if not stamp:
-        return float("nan")
-    return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).timestamp()
-
-
 def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
     """One row per task instance of the last DAG run: seconds from Airflow, peak MB from the samples."""
-    con = sqlite3.connect(airflow_db)
-    (run_id,) = con.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (DAG_ID,)).fetchone()
     rows = []
-    for task_id, map_index, rendered, start, end, state in con.execute(
-        "select task_id, map_index, rendered_map_index, start_date, end_date, state from task_instance "
-        "where dag_id=? and run_id=? order by start_date", (DAG_ID, run_id)):
+    for name, t0, t1, state in spark_profile.task_instances(airflow_db, DAG_ID):
         if state == "skipped":  # never ran: a sweep mapped over no configuration (engine_sweep by default)
             continue
-        t0, t1 = _utc(start), _utc(end)
-        name = task_id if map_index < 0 else f"{task_id} [{rendered or map_index}]"
         peak = sampler.peak_mb(t0, t1)
         rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)",
                      "spill MB": sampler.peak_spill_mb(t0, t1), "state": state})

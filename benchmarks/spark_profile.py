@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -117,19 +118,27 @@ def read_stages(folder: Path) -> list[Stage]:
     return sorted(stages, key=lambda s: s.submitted)
 
 
-def task_windows(airflow_db: Path, dag_id: str = "music_recs_nightly") -> list[tuple[str, float, float]]:
-    """(task name, start, end) of every task instance of the last run of ``dag_id``, in epoch seconds."""
+def task_instances(airflow_db: Path, dag_id: str = "music_recs_nightly") -> list[tuple[str, float, float, str]]:
+    """(task name, start, end, state) of every task instance of the last run of ``dag_id``, by start.
+
+    Times are epoch seconds (NaN where Airflow has none); a mapped task is named ``task [its map index]``.
+    """
     import datetime as dt
 
-    def epoch(stamp: str) -> float:
-        return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).timestamp()
+    def epoch(stamp: str | None) -> float:
+        return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).timestamp() if stamp else math.nan
 
     con = sqlite3.connect(airflow_db)
     (run_id,) = con.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (dag_id,)).fetchone()
-    rows = con.execute("select task_id, map_index, rendered_map_index, start_date, end_date from task_instance "
-                       "where dag_id=? and run_id=? and start_date is not null and end_date is not null "
-                       "order by start_date", (dag_id, run_id)).fetchall()
-    return [(t if i < 0 else f"{t} [{r or i}]", epoch(s), epoch(e)) for t, i, r, s, e in rows]
+    rows = con.execute("select task_id, map_index, rendered_map_index, start_date, end_date, state from task_instance "
+                       "where dag_id=? and run_id=? order by start_date", (dag_id, run_id)).fetchall()
+    return [(t if i < 0 else f"{t} [{r or i}]", epoch(s), epoch(e), state) for t, i, r, s, e, state in rows]
+
+
+def task_windows(airflow_db: Path, dag_id: str = "music_recs_nightly") -> list[tuple[str, float, float]]:
+    """(task name, start, end) of every task instance of the last run of ``dag_id`` that has both."""
+    return [(name, t0, t1) for name, t0, t1, _ in task_instances(airflow_db, dag_id)
+            if not (math.isnan(t0) or math.isnan(t1))]
 
 
 def by_task(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list[dict]:
