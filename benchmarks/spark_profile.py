@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Stage", "read_stages", "by_task", "by_job", "heaviest"]
+__all__ = ["Stage", "read_stages", "task_instances", "task_windows", "owner", "by_task", "by_job", "heaviest"]
 
 # Spark accumulable name -> (our field, divisor to seconds or MB)
 _METRICS = {
@@ -141,12 +141,17 @@ def task_windows(airflow_db: Path, dag_id: str = "music_recs_nightly") -> list[t
             if not (math.isnan(t0) or math.isnan(t1))]
 
 
+def owner(stage: Stage, windows: list[tuple[str, float, float]]) -> str:
+    """The task that was running when ``stage`` was submitted (the first such window), or "(no task)"."""
+    return next((name for name, t0, t1 in windows if t0 <= stage.submitted <= t1), "(no task)")
+
+
 def by_task(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list[dict]:
     """One row per task that ran Spark stages: their count, tasks and summed metrics; the rest as "(no task)"."""
     rows: dict[str, dict] = {}
     for s in stages:
-        owner = next((name for name, t0, t1 in windows if t0 <= s.submitted <= t1), "(no task)")
-        row = rows.setdefault(owner, {"task": owner, "Spark stages": 0, "Spark tasks": 0, **dict.fromkeys(SUMS, 0.0)})
+        task = owner(s, windows)
+        row = rows.setdefault(task, {"task": task, "Spark stages": 0, "Spark tasks": 0, **dict.fromkeys(SUMS, 0.0)})
         row["Spark stages"] += 1
         row["Spark tasks"] += s.tasks
         for k in SUMS:
@@ -159,9 +164,9 @@ def by_job(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list
     """One row per (task, job description): where inside a task the Spark time went, in the order it ran."""
     rows: dict[tuple[str, str], dict] = {}
     for s in stages:
-        owner = next((name for name, t0, t1 in windows if t0 <= s.submitted <= t1), "(no task)")
-        row = rows.setdefault((owner, s.job or "(not described)"),
-                              {"task": owner, "jobs": s.job or "(not described)", "Spark stages": 0,
+        task = owner(s, windows)
+        row = rows.setdefault((task, s.job or "(not described)"),
+                              {"task": task, "jobs": s.job or "(not described)", "Spark stages": 0,
                                "stage_s": 0.0, **dict.fromkeys(SUMS, 0.0)})
         row["Spark stages"] += 1
         row["stage_s"] += s.wall_s
@@ -172,7 +177,7 @@ def by_job(stages: list[Stage], windows: list[tuple[str, float, float]]) -> list
 
 def heaviest(stages: list[Stage], windows: list[tuple[str, float, float]], task: str, top: int = 5) -> list[Stage]:
     """The ``top`` stages of ``task`` by executor run time."""
-    inside = [s for s in stages for name, t0, t1 in windows if name == task and t0 <= s.submitted <= t1]
+    inside = [s for s in stages if owner(s, windows) == task]
     return sorted(inside, key=lambda s: -s.metrics["run_s"])[:top]
 
 
