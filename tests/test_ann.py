@@ -246,6 +246,16 @@ def test_norm_ranges_are_measured_at_full_size_whatever_won_the_sample(tmp_path)
     won = ann.choose([r for r in choice.table if r["stage"] == "sample"], 0.9)
     ranged = next(r for r in choice.table if r["stage"] == "full" and r["kind"] == "norm_ranges")
     skipped = (won["kind"] != "norm_ranges" and ranged["recall"] >= 0.9
-               and ranged["p50_ms"] <= ann.WORTH_BUILDING * won["p50_ms"])
+               and not ann._worth_building(won, ranged["p50_ms"], 30_000, 5_000))
     # built only if it could answer at least WORTH_BUILDING times faster than norm_ranges
     assert (won["kind"] in full) != skipped or won["kind"] in ("exact", "norm_ranges")
+
+
+def test_a_graph_is_built_at_full_size_only_when_its_grown_sample_time_promises_to_beat_norm_ranges():
+    won = {"kind": "hnsw_ip", "p50_ms": 0.092}  # 10M listens, v1252: HNSW M32 ef 50 on a 200,000-track sample
+    # 1.3M tracks: sqrt(6.6) grows 0.092 to 0.24 ms; norm_ranges at 0.27 ms needs no 207 s build
+    assert not ann._worth_building(won, 0.27, 1_310_083, 200_000)
+    assert ann._worth_building(won, 0.27, 200_000, 200_000)  # no growth: 0.27 > 2 x 0.092
+    assert ann._worth_building(won, 1.0, 1_310_083, 200_000)  # norm_ranges slow enough to be beaten
+    assert ann._worth_building(won, None, 1_310_083, 200_000)  # norm_ranges missed the target or was not asked
+    assert not ann._worth_building(won, 0.18, 100_000, 200_000)  # a smaller catalogue is not grown down
