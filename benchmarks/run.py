@@ -188,15 +188,29 @@ def _synth_args(shape: str = "seed") -> list[str]:
 
 
 def _variant(a: argparse.Namespace) -> str:
-    """What sets a run apart from the standard one at its scale: a shape other than seed, successive halving."""
-    parts = ([] if a.shape == "seed" else [a.shape]) + ([f"halving-{a.halving_rate}"] if a.halving_rate > 1 else [])
+    """What sets a run apart from the standard one at its scale: a shape other than seed, successive halving,
+    the implicit ALS engine."""
+    parts = (([] if a.shape == "seed" else [a.shape]) + ([f"halving-{a.halving_rate}"] if a.halving_rate > 1 else [])
+             + ([a.engine] if a.engine != "spark" else []))
     return "-".join(parts)
 
 
 def _describe(variant: str) -> str:
-    """``calibrated-halving-3`` -> ``calibrated shape, successive halving η=3``."""
-    shape, _, rate = variant.partition("halving-")
-    return f"{shape.strip('-') or 'seed'} shape" + (f", successive halving η={rate}" if rate else "")
+    """``calibrated-halving-3-implicit`` -> ``calibrated shape, successive halving η=3, ALS engine implicit``."""
+    tokens = variant.split("-") if variant else []
+    shape, said = "seed", []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == "halving" and i + 1 < len(tokens):
+            said.append(f"successive halving η={tokens[i + 1]}")
+            i += 2
+            continue
+        if tokens[i] == "implicit":
+            said.append("ALS engine implicit")
+        else:
+            shape = tokens[i]
+        i += 1
+    return ", ".join([f"{shape} shape", *said])
 
 
 def _key(n: int, variant: str) -> str:
@@ -367,7 +381,8 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
             "alphas": a.alphas, "max_iters": [a.iters], "recall_target": 0.95, **index_grid(a),
             **({"halving_rate": a.halving_rate} if a.halving_rate > 1 else {}),
             **({"halving_budget": a.halving_budget} if a.halving_budget else {}),
-            **({"als_applications": a.als_applications} if a.als_applications else {})}
+            **({"als_applications": a.als_applications} if a.als_applications else {}),
+            **({"engine": a.engine} if a.engine != "spark" else {})}
     t0 = time.perf_counter()
     dag_mem = _run([str(BIN / "airflow"), "dags", "test", DAG_ID, "2026-01-01T03:00:00+00:00", "-c", json.dumps(conf)],
                    env, home / "dags-test.log", spill=Path(env["SPARK_LOCAL_DIRS"]))
@@ -411,6 +426,7 @@ def run_facts(a: argparse.Namespace, started: str, load: tuple[float, float, flo
             + (f", successive halving rate {a.halving_rate}" if a.halving_rate > 1 else "")
             + (f", budget {a.halving_budget} iterations" if a.halving_budget else "")
             + (f", at most {a.als_applications} Spark application(s) per rung" if a.als_applications else "")
+            + (f", ALS engine {a.engine}" if a.engine != "spark" else "")
             + f"; index grid {index_grid(a) or 'the DAG defaults'}.")
 
 
@@ -462,14 +478,19 @@ def _opt(v: float | None, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
 
 
+def _pair(a: float | None, b: float | None, fmt: str) -> str:
+    """``a (b)``; empty when neither was measured (a ``--dag-only`` run)."""
+    return "" if a is None and b is None else f"{_opt(a, fmt)} ({_opt(b, fmt)})"
+
+
 def history_table(entries: list[dict]) -> str:
     rows = [{
         "run (UTC)": e["started"], "commit": e["commit"] or "not recorded", "host": e["host"] or "not recorded",
         "DAG min": _opt(e["dag_min"], ".1f"), "peak MB": _opt(e["dag_peak_mb"], ",.0f"),
         "spill MB": _opt(e["dag_spill_mb"], ",.0f"),
-        "Spark ALS s/it (implicit)": f"{_opt(e['spark_s_per_iter'], '.2f')} ({_opt(e['implicit_s_per_iter'], '.2f')})",
-        "exact G scores/s (subset)": f"{_opt(e['exact_gscores'], '.3f')} ({_opt(e['subset_gscores'], '.3f')})",
-        "test MAP@100 (popularity)": f"{_opt(e['test_map'], '.4f')} ({_opt(e['popularity_map'], '.4f')})",
+        "Spark ALS s/it (implicit)": _pair(e["spark_s_per_iter"], e["implicit_s_per_iter"], ".2f"),
+        "exact G scores/s (subset)": _pair(e["exact_gscores"], e["subset_gscores"], ".3f"),
+        "test MAP@100 (popularity)": _pair(e["test_map"], e["popularity_map"], ".4f"),
     } for e in sorted(entries, key=lambda e: e["started"])]
     return table(rows, list(rows[0]))
 
@@ -592,6 +613,8 @@ def main() -> None:
     ap.add_argument("--halving-budget", type=int, help="the DAG's halving_budget (ALS iterations over every fit)")
     ap.add_argument("--als-applications", type=int, default=0,
                     help="the DAG's als_applications (Spark applications per ALS rung; 0: one per configuration)")
+    ap.add_argument("--engine", choices=["spark", "implicit"], default="spark",
+                    help="the DAG's ALS engine (implicit: the single-machine path; its results are kept apart)")
     ap.add_argument("--rank", type=int, default=25, help="rank for the engine and scorer comparisons")
     ap.add_argument("--subset-users", type=int, default=500)
     ap.add_argument("--spark-als", choices=["refit", "dag"], default="refit",
@@ -604,6 +627,9 @@ def main() -> None:
     ap.add_argument("--hnsw-ef-construction", type=int, help="build_index: HNSW ef_construction (DAG default: 200)")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from the stored results; run nothing")
     a = ap.parse_args()
+    if a.engine != "spark" and not a.dag_only and a.spark_als == "dag":
+        ap.error(f"--engine {a.engine} --spark-als dag: the DAG fits no Spark ALS to read; add --dag-only "
+                 "or use --spark-als refit")
     if a.render_only:
         a.out.write_text(render(_stored(), read_history()))
         print(f"wrote {a.out}")

@@ -132,3 +132,22 @@ def test_a_halving_section_shows_its_comparison_with_the_full_grid_when_one_is_s
     halving_section = text.split("successive halving η=3)")[1]
     assert f"### Against the full grid (`{tmp_path.name}/full-grid-listens-10000000-halving-3.md`)" in halving_section
     assert "- seed-10m: verdict" in halving_section and text.count("Against the full grid") == 1
+
+
+def test_a_run_on_the_implicit_engine_keeps_results_of_its_own_and_says_so(run, tmp_path):
+    import argparse
+
+    args = argparse.Namespace(shape="seed", halving_rate=1, engine="implicit")
+    assert run._variant(args) == "implicit" and run._key(10_000_000, "implicit") == "listens-10000000-implicit"
+    assert run._describe("implicit") == "seed shape, ALS engine implicit"
+    assert run._describe("calibrated-halving-3-implicit") == \
+        "calibrated shape, successive halving η=3, ALS engine implicit"
+    assert run._describe("") == "seed shape" and run._variant(argparse.Namespace(
+        shape="seed", halving_rate=1, engine="spark")) == ""  # the standard run keeps its old names
+    path = tmp_path / "history.jsonl"
+    dag_only = {**result(10_000_000, "2026-12-05 11:00", 300.0, 0.15), "variant": "implicit", "components": []}
+    run.append_history(run.summary(dag_only, commit="c", host="h"), path)
+    text = run.render([dag_only], run.read_history(path))
+    assert "## 10,000,000 synthetic listens (seed shape, ALS engine implicit)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 2026-12-05 11:00"))
+    assert "| () |" not in row and row.endswith("| 0.1500 (0.0500) |")  # nothing measured: an empty cell
