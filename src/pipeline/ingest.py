@@ -77,7 +77,11 @@ def _with_track_key(spark: "SparkSession", df: "DataFrame") -> "DataFrame":
 
     df = df.withColumn("track_mbid", F.when(F.trim("track_mbid") != "", F.lower(F.trim("track_mbid"))))
     names = _normalized_names(spark, df)
-    joined = df.join(names, ["artist_name", "track_name"], "left")
+    # only the rows without an MBID need their names: the rest skip the join's shuffle and sort
+    by_name = df.where(F.col("track_mbid").isNull()).join(names, ["artist_name", "track_name"], "left")
+    none = F.lit(None).cast("string")
+    by_mbid = df.where(F.col("track_mbid").isNotNull()).withColumn("artist_norm", none).withColumn("track_norm", none)
+    joined = by_name.unionByName(by_mbid)
     key: Column = (
         F.when(F.col("track_mbid").isNotNull(), F.concat(F.lit("mbid:"), F.col("track_mbid")))
         .when(F.col("artist_norm").isNotNull() & F.col("track_norm").isNotNull(),
@@ -161,11 +165,14 @@ def dedup_stage(
         rows_in = rows.count()
     keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
     if has_timestamps:
-        # the first row by source_row of each (user, track, timestamp): a hash aggregate over the five
-        # columns the listens need (partial aggregation before the shuffle, no sort of every row)
-        first = F.min(F.struct("source_row", "play_count")).alias("_first")
-        deduped = (keyed.groupBy("user_id", "track_key", "timestamp").agg(first)
-                   .select("user_id", "track_key", "timestamp", "_first.source_row", "_first.play_count"))
+        # the first row by source_row of each (user, track, timestamp). min and min_by keep fixed-width
+        # buffers, so Spark plans a hash aggregate (partial aggregation before the shuffle); the min of a
+        # struct was planned as a sort aggregate, sorting every row on both sides of the shuffle.
+        # source_row is unique, so min_by has no ties to break.
+        deduped = keyed.groupBy("user_id", "track_key", "timestamp").agg(
+            F.min("source_row").alias("source_row"),
+            F.min_by("play_count", "source_row").alias("play_count"),
+        )
     else:
         deduped = keyed.groupBy("user_id", "track_key").agg(
             F.min("source_row").alias("source_row"),
