@@ -192,7 +192,7 @@ def dedup_stage(
     tracks = spark.read.parquet(str(ids.path("tracks"))).withColumnRenamed("key", "track_key").withColumnRenamed("id", "track_idx")
     listens = (
         deduped.join(F.broadcast(users) if ids.n_users < 5_000_000 else users, "user_id")
-        .join(tracks, "track_key")
+        .join(F.broadcast(tracks) if ids.n_tracks < 2_000_000 else tracks, "track_key")
         .select("user_idx", "track_idx", "timestamp", F.col("play_count").cast("int"), "source_row")
     )
     with atomic_dir(out.listens) as tmp, jobs(spark, "dedup: write the listens with their ids"):
