@@ -364,8 +364,8 @@ def _worth_building(won: dict[str, Any], norm_ranges_ms: float | None, n_items: 
     file holding the target at a larger catalogue needs a larger ``ef`` or ``nprobe``, and its time grows
     about as the square root of the size (at 10M listens, 1.3M tracks, HNSW M32 answered the 200,000-track
     sample at ef 50 in 0.092 ms and needed ef 400, 0.373 ms, at full size: 4.1x for a square root of 2.6;
-    norm_ranges answered there in 0.27 ms, and the 207 s build bought nothing). The sample's own time
-    is a floor that a slow host's ``norm_ranges`` beat too rarely to skip the build."""
+    norm_ranges answered there in 0.27 ms, and the 207 s build bought nothing). Against the sample's time
+    alone, a host with a slow matrix-vector product built that graph on every run."""
     if norm_ranges_ms is None:
         return True
     grown = won["p50_ms"] * (max(n_items, sample) / sample) ** 0.5
