@@ -196,21 +196,13 @@ def _variant(a: argparse.Namespace) -> str:
 
 
 def _describe(variant: str) -> str:
-    """``calibrated-halving-3-implicit`` -> ``calibrated shape, successive halving η=3, ALS engine implicit``."""
-    tokens = variant.split("-") if variant else []
-    shape, said = "seed", []
-    i = 0
-    while i < len(tokens):
-        if tokens[i] == "halving" and i + 1 < len(tokens):
-            said.append(f"successive halving η={tokens[i + 1]}")
-            i += 2
-            continue
-        if tokens[i] == "implicit":
-            said.append("ALS engine implicit")
-        else:
-            shape = tokens[i]
-        i += 1
-    return ", ".join([f"{shape} shape", *said])
+    """``calibrated-halving-3-implicit`` -> ``calibrated shape, successive halving η=3, ALS engine implicit``
+    (the parts in :func:`_variant`'s order; a shape has no dash)."""
+    tokens = variant.split("-")
+    shape = tokens[0] if tokens[0] not in ("", "halving", "implicit") else "seed"
+    rate = tokens[tokens.index("halving") + 1] if "halving" in tokens else None
+    return ", ".join([f"{shape} shape", *([f"successive halving η={rate}"] if rate else []),
+                      *(["ALS engine implicit"] if tokens[-1] == "implicit" else [])])
 
 
 def _key(n: int, variant: str) -> str:
