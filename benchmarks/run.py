@@ -68,6 +68,9 @@ SEED = {
 }
 
 
+PEAK_PARTS = "at the peak: JVMs / Python workers / other MB (file-backed)"
+
+
 class TreeSampler:
     """Resident memory of a process and all its descendants, sampled every 100 ms with wall-clock times,
     and the bytes in Spark's spill folder (shuffle and spilled blocks), sampled every 2 s."""
@@ -76,6 +79,7 @@ class TreeSampler:
         self.proc = psutil.Process(pid)
         self.spill = spill
         self.samples: list[tuple[float, int]] = []
+        self.parts: list[tuple[int, int, int, int]] = []  # per sample: JVMs, Python workers, other processes, file-backed
         self.spill_samples: list[tuple[float, int]] = []
         self.python_samples: list[tuple[float, float]] = []  # CPU seconds of every Python worker so far
         self._workers: dict[int, float] = {}  # pyspark.daemon (and its forked workers) pid -> CPU seconds
@@ -84,18 +88,25 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _rss(self) -> int:
-        total = 0
+        total, jvm, workers, shared = 0, 0, 0, 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                mem = p.memory_info()
+                total += mem.rss
+                shared += mem.shared  # file-backed and shared pages: mapped files, page cache a process touched
                 if p.pid not in self._others:
                     if p.pid in self._workers or "pyspark.daemon" in " ".join(p.cmdline()):
                         cpu = p.cpu_times()
                         self._workers[p.pid] = cpu.user + cpu.system
                     else:
                         self._others.add(p.pid)
+                if p.pid in self._workers:
+                    workers += mem.rss
+                elif p.name() == "java":
+                    jvm += mem.rss
             except psutil.Error:
                 pass
+        self.parts.append((jvm, workers, total - jvm - workers, shared))
         return total
 
     def _spill_bytes(self) -> int:
@@ -132,6 +143,15 @@ class TreeSampler:
     def peak_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
         inside = [rss for t, rss in self.samples if start <= t <= end]
         return max(inside, default=0) / 2**20
+
+    def peak_parts(self, start: float = 0.0, end: float = float("inf")) -> str:
+        """What held the memory at the peak in [start, end]: ``JVMs / Python workers / other`` MB, and how much
+        of it was file-backed (mapped files count in resident memory but the kernel can drop them)."""
+        inside = [(rss, i) for i, (t, rss) in enumerate(self.samples) if start <= t <= end]
+        if not inside:
+            return ""
+        jvm, workers, other, shared = (x / 2**20 for x in self.parts[max(inside)[1]])
+        return f"{jvm:,.0f} / {workers:,.0f} / {other:,.0f} ({shared:,.0f})"
 
     def python_cpu_s(self, start: float, end: float) -> float:
         """CPU seconds the Python workers (``pyspark.daemon`` and the workers it forks) spent in [start, end]."""
@@ -218,7 +238,7 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
             continue
         peak = sampler.peak_mb(t0, t1)
         rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)",
-                     "spill MB": sampler.peak_spill_mb(t0, t1), "state": state})
+                     "spill MB": sampler.peak_spill_mb(t0, t1), "state": state, PEAK_PARTS: sampler.peak_parts(t0, t1)})
     return rows
 
 
@@ -565,7 +585,8 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
             f"vs popularity {r['test']['baseline_metrics'].get('test_map_at_100', float('nan')):.4f}.",
             "",
             table([{**t, "seed": SEED["als_sweep"] if t["stage"].startswith("als_sweep") else ""} for t in r["tasks"]],
-                  ["stage", "seconds", "peak MB", *(["spill MB"] if "dag_spill_mb" in r else []), "seed"]),
+                  ["stage", "seconds", "peak MB", *(["spill MB"] if "dag_spill_mb" in r else []),
+                   *([PEAK_PARTS] if any(PEAK_PARTS in t for t in r["tasks"]) else []), "seed"]),
             "",
             f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x {r['facts']['tracks']:,} "
             f"tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the DAG's build_index tuning, "

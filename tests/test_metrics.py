@@ -177,3 +177,43 @@ def test_topk_rising_scores_fill_and_prune_the_candidate_pools(item_block):
         s = users.astype(np.float64) @ items.T.astype(np.float64)
         want = np.array([np.lexsort((np.arange(m), -row))[:k] for row in s])
         assert np.array_equal(got, want), k
+
+
+def _split_folder(root, rng, n_users=40, n_tracks=300):
+    """A split folder as the split stage writes it: train/val/test Parquet parts, stats.json with the shape."""
+    for name, rows in (("train", 2000), ("val", 400), ("test", 300)):
+        users = rng.integers(0, n_users - 3, rows)  # the last three users have no row anywhere
+        tracks = rng.integers(0, n_tracks - 50, rows) if name == "train" else rng.integers(0, n_tracks, rows)
+        (root / name).mkdir(parents=True)
+        for part, idx in enumerate(np.array_split(np.arange(rows), 3)):  # repeated pairs, across parts
+            pq.write_table(pa.table({"user_idx": users[idx].astype(np.int32), "track_idx": tracks[idx].astype(np.int32),
+                                     "play_count": rng.integers(1, 5, len(idx)).astype(np.int32)}),
+                           root / name / f"part-{part}.parquet")
+    (root / "stats.json").write_text(json.dumps({"shape": [n_users, n_tracks]}))
+
+
+def test_scoring_without_exclude_seen_gives_the_same_metrics_without_reading_the_train_matrix(tmp_path):
+    from pipeline.config import EvalConfig
+    from pipeline.data import SplitData
+    from pipeline.models import FactorModel
+
+    rng = np.random.default_rng(3)
+    _split_folder(tmp_path, rng)
+    model = FactorModel(rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32),
+                        np.ones(300, dtype=bool))
+    cfg = EvalConfig(k=20, resamples=50)
+    streamed = SplitData(tmp_path)
+    lean = evaluate_mod.score(model, streamed, "val", cfg)
+    assert "train" not in streamed.__dict__  # the masks came from the Parquet columns, not the matrix
+
+    read = SplitData(tmp_path)
+    train = read.train
+    assert [m.tolist() for m in read.train_presence] == [m.tolist() for m in streamed.train_presence]
+    assert read.train_presence[0].tolist() == (np.diff(train.indptr) > 0).tolist()
+    assert read.train_presence[1].tolist() == (np.diff(train.tocsc().indptr) > 0).tolist()
+    full = evaluate_mod.score(model, read, "val", cfg)
+    assert lean.metrics == full.metrics and lean.users.tolist() == full.users.tolist()
+    assert lean.metrics["coverage_at_20"] > 0 and 250 >= int(streamed.train_presence[1].sum()) > 200
+
+    with_seen = evaluate_mod.score(model, SplitData(tmp_path), "val", EvalConfig(k=20, resamples=50, exclude_seen=True))
+    assert with_seen.metrics != lean.metrics  # exclude_seen still reads the matrix and drops seen tracks

@@ -69,12 +69,12 @@ def score(model: Recommender, data: SplitData, which: str, cfg: EvalConfig, *, s
     from pipeline.intervals import bootstrap
     from pipeline.models import FactorModel
 
-    train, truth = data.train, data.truth(which)
-    has_train = np.diff(train.indptr) > 0
+    truth = data.truth(which)
+    has_train, in_train = data.train_presence
     has_truth = np.diff(truth.indptr) > 0
     users = np.flatnonzero(has_train & has_truth)
-    catalogue = int((np.diff(train.tocsc().indptr) > 0).sum())
-    exclude = train if cfg.exclude_seen else None
+    catalogue = int(in_train.sum())
+    exclude = data.train if cfg.exclude_seen else None
     if isinstance(model, FactorModel) and is_cluster(spark):
         recs = recommend_distributed(spark, model, users, cfg.k, exclude=exclude)
     else:

@@ -98,7 +98,7 @@ def _pack(model: Any, model_dir: Path, data: SplitData, tracks: Path, idmap_root
 
     from pipeline import idmap, models
 
-    known = np.flatnonzero(np.diff(data.train.indptr) > 0)
+    known = np.flatnonzero(data.train_presence[0])
     users = pq.read_table(idmap.table_path(idmap_root, data.stats["idmap_version"], "users")).to_pandas()
     users = users[users["id"].isin(known)]
     pq.write_table(pa.table({"user_id": users["key"].astype(str).tolist(),
@@ -129,9 +129,8 @@ def _precompute(model: Any, data: SplitData, depth: int, exclude_seen: bool, pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    train = data.train
-    known = np.flatnonzero(np.diff(train.indptr) > 0)
-    lists = model.recommend(known, depth, exclude=train if exclude_seen else None)
+    known = np.flatnonzero(data.train_presence[0])
+    lists = model.recommend(known, depth, exclude=data.train if exclude_seen else None)
     items = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(lists, dtype=np.int32).ravel()), depth)
     pq.write_table(pa.table({"user_idx": pa.array(known.astype(np.int32)), "items": items}), path)
     return depth
