@@ -44,5 +44,5 @@ def fit(train: sp.csr_matrix, cfg: AlsConfig, *, threads: int = 0) -> FactorMode
         random_state=cfg.seed, num_threads=threads, calculate_training_loss=False,
     )
     model.fit(confidence(train, cfg), show_progress=False)
-    mask = np.diff(train.tocsc().indptr) > 0
+    mask = np.bincount(train.indices, minlength=train.shape[1]) > 0  # tracks with a train entry, without a CSC copy
     return FactorModel(np.asarray(model.user_factors), np.asarray(model.item_factors), mask, cfg.params())

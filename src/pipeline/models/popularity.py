@@ -44,7 +44,7 @@ def fit(plays: np.ndarray, listeners: np.ndarray, cfg: PopularityConfig) -> Popu
 def track_stats_matrix(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """(plays, listeners) per track from a user x track matrix of play counts."""
     plays = np.asarray(train.sum(axis=0)).ravel()
-    listeners = np.diff(train.tocsc().indptr)
+    listeners = np.bincount(train.indices, minlength=train.shape[1])  # entries per track: CSR has one per pair
     return plays, listeners
 
 
