@@ -151,3 +151,18 @@ def test_a_run_on_the_implicit_engine_keeps_results_of_its_own_and_says_so(run, 
     assert "## 10,000,000 synthetic listens (seed shape, ALS engine implicit)" in text
     row = next(line for line in text.splitlines() if line.startswith("| 2026-12-05 11:00"))
     assert "| () |" not in row and row.endswith("| 0.1500 (0.0500) |")  # nothing measured: an empty cell
+
+
+def test_the_sampler_says_which_processes_held_the_memory_at_a_stage_peak(run):
+    import subprocess
+    import time
+
+    # a child that holds ~300 MB for a second: it is neither a JVM nor a Spark Python worker
+    code = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    with run.TreeSampler(proc.pid) as sampler:
+        proc.wait()
+    jvm, workers, rest = sampler.peak_parts().split(" (")[0].split(" / ")
+    assert (jvm, workers) == ("0", "0")
+    assert 300 <= float(rest.replace(",", "")) <= sampler.peak_mb() + 1
+    assert sampler.peak_parts(time.time() + 60) == ""  # no sample in the window: nothing to say
