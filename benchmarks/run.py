@@ -287,7 +287,7 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
     train = data.train
     n_users, n_items = train.shape
     facts = {"users": n_users, "tracks": n_items, "pairs": int(train.nnz)}
-    tuning = json.loads((RunLayout(run_dir).index_tuning / "tuning.json").read_text())
+    tuning = _tuning(run_dir)
     if dag_only:  # the DAG's own figures only: no engine or scorer is fitted again (a quarter hour at 179M)
         return index_rows(tuning), facts
     rows: list[dict] = []
@@ -338,6 +338,12 @@ def components(run_dir: Path, *, rank: int, iters: int, subset_users: int, spark
 
     rows += index_rows(tuning)
     return rows, facts
+
+
+def _tuning(run_dir: Path) -> list[dict]:
+    """The DAG's index tuning table; none when the served model has no vectors to index (popularity won)."""
+    f = RunLayout(run_dir).index_tuning / "tuning.json"
+    return json.loads(f.read_text()) if f.exists() else []
 
 
 def index_rows(tuning: list[dict]) -> list[dict]:
@@ -588,12 +594,15 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
                   ["stage", "seconds", "peak MB", *(["spill MB"] if "dag_spill_mb" in r else []),
                    *([PEAK_PARTS] if any(PEAK_PARTS in t for t in r["tasks"]) else []), "seed"]),
             "",
-            f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x {r['facts']['tracks']:,} "
-            f"tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the DAG's build_index tuning, "
-            "validation users as queries):",
-            "",
-            table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
-                                    "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"]),
+            *([f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x "
+               f"{r['facts']['tracks']:,} tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the DAG's "
+               "build_index tuning, validation users as queries):",
+               "",
+               table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
+                                       "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"])]
+              if r["components"] else
+              [f"The best model, {r['test']['best']}, has no vectors to index: build_index tuned no index, and this "
+               "`--dag-only` run compared no engine or scorer."]),
         ]
         runs = [e for e in history or [] if e["n"] == r["n"] and e.get("variant", "") == variant]
         out += profile_section(r, runs)

@@ -166,3 +166,13 @@ def test_the_sampler_says_which_processes_held_the_memory_at_a_stage_peak(run):
     assert (jvm, workers) == ("0", "0")
     assert 300 <= float(rest.replace(",", "")) <= sampler.peak_mb() + 1
     assert sampler.peak_parts(time.time() + 60) == ""  # no sample in the window: nothing to say
+
+
+def test_a_run_whose_best_model_is_popularity_still_gets_its_section(run, tmp_path):
+    # build_index tunes no index for a model without vectors: the run's figures are kept all the same
+    assert run._tuning(tmp_path) == []
+    won = {**result(179_000_000, "2026-12-05 14:03", 3300.0, 0.31), "variant": "implicit", "components": []}
+    won["test"]["best"] = "pop-listeners"
+    text = run.render([won], [])
+    assert "The best model, pop-listeners, has no vectors to index" in text
+    assert "Engines and scorers" not in text and "**55.0 min**" in text
