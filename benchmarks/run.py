@@ -79,7 +79,8 @@ class TreeSampler:
         self.proc = psutil.Process(pid)
         self.spill = spill
         self.samples: list[tuple[float, int]] = []
-        self.parts: list[tuple[int, int, int, int]] = []  # per sample: JVMs, Python workers, other processes, file-backed
+        # per sample: JVMs, Python workers, other processes, file-backed pages
+        self.parts: list[tuple[int, int, int, int]] = []
         self.spill_samples: list[tuple[float, int]] = []
         self.python_samples: list[tuple[float, float]] = []  # CPU seconds of every Python worker so far
         self._workers: dict[int, float] = {}  # pyspark.daemon (and its forked workers) pid -> CPU seconds
@@ -595,8 +596,8 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
                    *([PEAK_PARTS] if any(PEAK_PARTS in t for t in r["tasks"]) else []), "seed"]),
             "",
             *([f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x "
-               f"{r['facts']['tracks']:,} tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the DAG's "
-               "build_index tuning, validation users as queries):",
+               f"{r['facts']['tracks']:,} tracks, {r['facts']['pairs']:,} user-track pairs; the index rows are the "
+               "DAG's build_index tuning, validation users as queries):",
                "",
                table(r["components"], ["what", "seconds", "s/iteration", "G scores/s", "build s", "query p50 ms",
                                        "recall@100", "P@100 vs exact", "peak MB", "vs reference", "seed"])]

@@ -186,7 +186,8 @@ def _split_folder(root, rng, n_users=40, n_tracks=300):
         tracks = rng.integers(0, n_tracks - 50, rows) if name == "train" else rng.integers(0, n_tracks, rows)
         (root / name).mkdir(parents=True)
         for part, idx in enumerate(np.array_split(np.arange(rows), 3)):  # repeated pairs, across parts
-            pq.write_table(pa.table({"user_idx": users[idx].astype(np.int32), "track_idx": tracks[idx].astype(np.int32),
+            pq.write_table(pa.table({"user_idx": users[idx].astype(np.int32),
+                                     "track_idx": tracks[idx].astype(np.int32),
                                      "play_count": rng.integers(1, 5, len(idx)).astype(np.int32)}),
                            root / name / f"part-{part}.parquet")
     (root / "stats.json").write_text(json.dumps({"shape": [n_users, n_tracks]}))
@@ -199,8 +200,8 @@ def test_scoring_without_exclude_seen_gives_the_same_metrics_without_reading_the
 
     rng = np.random.default_rng(3)
     _split_folder(tmp_path, rng)
-    model = FactorModel(rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32),
-                        np.ones(300, dtype=bool))
+    model = FactorModel(rng.normal(size=(40, 8)).astype(np.float32),
+                        rng.normal(size=(300, 8)).astype(np.float32), np.ones(300, dtype=bool))
     cfg = EvalConfig(k=20, resamples=50)
     streamed = SplitData(tmp_path)
     lean = evaluate_mod.score(model, streamed, "val", cfg)
@@ -215,5 +216,6 @@ def test_scoring_without_exclude_seen_gives_the_same_metrics_without_reading_the
     assert lean.metrics == full.metrics and lean.users.tolist() == full.users.tolist()
     assert lean.metrics["coverage_at_20"] > 0 and 250 >= int(streamed.train_presence[1].sum()) > 200
 
-    with_seen = evaluate_mod.score(model, SplitData(tmp_path), "val", EvalConfig(k=20, resamples=50, exclude_seen=True))
+    with_seen = evaluate_mod.score(model, SplitData(tmp_path), "val",
+                                   EvalConfig(k=20, resamples=50, exclude_seen=True))
     assert with_seen.metrics != lean.metrics  # exclude_seen still reads the matrix and drops seen tracks

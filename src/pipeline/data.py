@@ -75,7 +75,7 @@ class SplitData:
 
         Taken from :attr:`train` when it was already read; otherwise streamed from the Parquet two
         integer columns at a time, so scoring without ``exclude_seen`` never builds the matrix (at
-        the seed's scale 129M pairs: minutes and several GB on the driver for two masks).
+        the seed's scale 129M rows: a minute and several GB on the driver for two masks).
         """
         n_users, n_tracks = self.shape
         if "train" in self.__dict__:
