@@ -55,6 +55,9 @@ def test_dedup_drops_exact_duplicates_merges_name_variants_and_reconciles(spark,
     assert listens["track_idx"].nunique() == 3  # mbid-1, the merged song, src:m4
     assert sorted(listens["user_idx"].unique()) == [0, 1]
     assert s["n_users_mapped"] == 2 and s["n_tracks_mapped"] == 3
+    for part in (tmp_path / "out" / "listens").glob("*.parquet"):  # each file in the order later stages read
+        rows = pd.read_parquet(part)
+        assert rows.equals(rows.sort_values(["user_idx", "timestamp", "track_idx"]))
 
 
 def test_id_map_is_append_only_across_runs(spark, tmp_path):

@@ -169,7 +169,9 @@ def dedup_stage(
     # Ids first, then duplicates. The map is a bijection, so (user_idx, track_idx, timestamp) groups the rows
     # exactly as (user_id, track_key, timestamp) would, and the one shuffle that places the listens by user
     # also groups them: its hash partitioning by user_idx satisfies the aggregate's clustering, and it moves
-    # four numbers per row instead of two strings.
+    # five numbers per row instead of two strings. With timestamps, the listens are sorted as they are
+    # written, so the aggregate runs over that sort (spark.sql.execution.replaceHashWithSortAgg) and the
+    # rows leave it in order: one sort and no hash table.
     with jobs(spark, "dedup: extend the ID map"):
         ids, added = idmap.update(
             spark, idmap_root,
@@ -186,9 +188,10 @@ def dedup_stage(
         .repartition(8, "user_idx")
     )
     if has_timestamps:
-        # the first row by source_row of each (user, track, timestamp). min and min_by keep fixed-width
-        # buffers, so Spark plans a hash aggregate; source_row is unique, so min_by has no ties to break.
-        listens = numbered.groupBy("user_idx", "track_idx", "timestamp").agg(
+        # the first row by source_row of each (user, track, timestamp); source_row is unique, so min_by
+        # has no ties to break
+        order = ("user_idx", "timestamp", "track_idx")
+        listens = numbered.sortWithinPartitions(*order).groupBy(*order).agg(
             F.min("source_row").alias("source_row"),
             F.min_by("play_count", "source_row").alias("play_count"),
         )
@@ -201,6 +204,7 @@ def dedup_stage(
     listens = listens.select("user_idx", "track_idx", "timestamp", F.col("play_count").cast("int"), "source_row")
     with atomic_dir(out.listens) as tmp:
         with jobs(spark, "dedup: drop exact duplicates, write the listens with their ids"):
+            # a no-op after the sort aggregate; it keeps the order when the aggregate is a hash one
             listens.sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))
         with jobs(spark, "dedup: count the listens written"):
             written = spark.read.parquet(str(tmp))
