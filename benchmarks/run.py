@@ -72,16 +72,20 @@ PEAK_PARTS = "at the peak: JVMs / Python workers / other MB (file-backed)"
 
 
 class TreeSampler:
-    """Resident memory of a process and all its descendants, sampled every 100 ms with wall-clock times,
-    and the bytes in Spark's spill folder (shuffle and spilled blocks), sampled every 2 s."""
+    """Resident memory of a process and all its descendants, sampled every 100 ms with wall-clock times;
+    every 2 s (``slow_every`` samples), the bytes in Spark's spill folder (shuffle and spilled blocks) and
+    the tree's proportional set size (PSS: a page shared by k processes counts 1/k in each, so the sum is
+    the memory the tree holds; summed resident sizes count a shared page once per process that maps it)."""
 
-    def __init__(self, pid: int, spill: Path | None = None):
+    def __init__(self, pid: int, spill: Path | None = None, slow_every: int = 20):
         self.proc = psutil.Process(pid)
         self.spill = spill
+        self.slow_every = slow_every  # samples between two of the spill folder and PSS
         self.samples: list[tuple[float, int]] = []
         # per sample: JVMs, Python workers, other processes, file-backed pages
         self.parts: list[tuple[int, int, int, int]] = []
         self.spill_samples: list[tuple[float, int]] = []
+        self.pss_samples: list[tuple[float, int]] = []
         self.python_samples: list[tuple[float, float]] = []  # CPU seconds of every Python worker so far
         self._workers: dict[int, float] = {}  # pyspark.daemon (and its forked workers) pid -> CPU seconds
         self._others: set[int] = set()
@@ -110,6 +114,15 @@ class TreeSampler:
         self.parts.append((jvm, workers, total - jvm - workers, shared))
         return total
 
+    def _pss(self) -> int:
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_full_info().pss  # /proc/<pid>/smaps_rollup: a few ms for a large JVM
+            except psutil.Error:
+                pass
+        return total
+
     def _spill_bytes(self) -> int:
         total = 0
         for root, _, files in os.walk(self.spill):
@@ -128,8 +141,10 @@ class TreeSampler:
                 self.python_samples.append((self.samples[-1][0], sum(self._workers.values())))
             except psutil.Error:
                 return
-            if self.spill is not None and n % 20 == 0:
-                self.spill_samples.append((time.time(), self._spill_bytes()))
+            if n % self.slow_every == 0:
+                self.pss_samples.append((time.time(), self._pss()))
+                if self.spill is not None:
+                    self.spill_samples.append((time.time(), self._spill_bytes()))
             n += 1
             time.sleep(0.1)
 
@@ -159,6 +174,10 @@ class TreeSampler:
         inside = [cpu for t, cpu in self.python_samples if start <= t <= end]
         before = [cpu for t, cpu in self.python_samples if t < start]
         return (inside[-1] - (before[-1] if before else 0.0)) if inside else 0.0
+
+    def peak_pss_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
+        inside = [b for t, b in self.pss_samples if start <= t <= end]
+        return max(inside, default=0) / 2**20
 
     def peak_spill_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
         inside = [b for t, b in self.spill_samples if start <= t <= end]
@@ -239,6 +258,7 @@ def task_rows(airflow_db: Path, sampler: TreeSampler) -> list[dict]:
             continue
         peak = sampler.peak_mb(t0, t1)
         rows.append({"stage": name, "seconds": t1 - t0, "peak MB": peak or "(too short to sample)",
+                     "peak PSS MB": sampler.peak_pss_mb(t0, t1) or "",
                      "spill MB": sampler.peak_spill_mb(t0, t1), "state": state, PEAK_PARTS: sampler.peak_parts(t0, t1)})
     return rows
 
@@ -418,7 +438,8 @@ def one_scale(n: int, work: Path, a: argparse.Namespace) -> dict:
     comp, facts = components(run_dir, rank=a.rank, iters=a.iters, subset_users=a.subset_users, spark_als=a.spark_als,
                              dag_only=a.dag_only)
     return {"n": n, "synth_s": synth_s, "synth_peak_mb": synth_mem.peak_mb(), "dag_s": dag_s,
-            "dag_peak_mb": dag_mem.peak_mb(), "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks, **profile,
+            "dag_peak_mb": dag_mem.peak_mb(), "dag_peak_pss_mb": dag_mem.peak_pss_mb(),
+            "dag_spill_mb": dag_mem.peak_spill_mb(), "tasks": tasks, **profile,
             "split": split_table, "ingest": ingest_summary,
             "test": test, "components": comp, "facts": facts}
 
@@ -471,6 +492,7 @@ def summary(result: dict, *, commit: str | None, host: str | None) -> dict:
         "started": result.get("started") or result["run"].split(" on ", 1)[1].split(" UTC", 1)[0],
         "commit": commit, "host": host,
         "dag_min": result["dag_s"] / 60, "dag_peak_mb": result["dag_peak_mb"], "dag_spill_mb": result.get("dag_spill_mb"),
+        **({"dag_peak_pss_mb": result["dag_peak_pss_mb"]} if result.get("dag_peak_pss_mb") else {}),
         "spark_s_per_iter": _component(result, "Spark ALS fit", "s/iteration"),
         "implicit_s_per_iter": _component(result, "implicit ALS fit", "s/iteration"),
         "exact_gscores": _component(result, "exact top-100, all", "G scores/s"),
@@ -506,6 +528,7 @@ def history_table(entries: list[dict]) -> str:
     rows = [{
         "run (UTC)": e["started"], "commit": e["commit"] or "not recorded", "host": e["host"] or "not recorded",
         "DAG min": _opt(e["dag_min"], ".1f"), "peak MB": _opt(e["dag_peak_mb"], ",.0f"),
+        "peak PSS MB": _opt(e.get("dag_peak_pss_mb"), ",.0f"),
         "spill MB": _opt(e["dag_spill_mb"], ",.0f"),
         "Spark ALS s/it (implicit)": _pair(e["spark_s_per_iter"], e["implicit_s_per_iter"], ".2f"),
         "exact G scores/s (subset)": _pair(e["exact_gscores"], e["subset_gscores"], ".3f"),
@@ -586,13 +609,16 @@ def render(results: list[dict], history: list[dict] | None = None) -> str:
             f"{s['test']['interactions']:,}.",
             "",
             f"Whole DAG (`airflow dags test`): **{r['dag_s'] / 60:.1f} min**, peak {r['dag_peak_mb']:,.0f} MB"
+            + (f" (proportional set size, each shared page counted once: {r['dag_peak_pss_mb']:,.0f} MB)"
+               if r.get("dag_peak_pss_mb") else "")
             + (f", Spark's spill folder at most {r['dag_spill_mb']:,.0f} MB. " if "dag_spill_mb" in r else ". ") +
             f"Generating the log took {r['synth_s']:.0f} s (peak {r['synth_peak_mb']:,.0f} MB). "
             f"Best model {r['test']['best']}: test MAP@100 {r['test']['metrics'].get('test_map_at_100', float('nan')):.4f} "
             f"vs popularity {r['test']['baseline_metrics'].get('test_map_at_100', float('nan')):.4f}.",
             "",
             table([{**t, "seed": SEED["als_sweep"] if t["stage"].startswith("als_sweep") else ""} for t in r["tasks"]],
-                  ["stage", "seconds", "peak MB", *(["spill MB"] if "dag_spill_mb" in r else []),
+                  ["stage", "seconds", "peak MB", *(["peak PSS MB"] if r.get("dag_peak_pss_mb") else []),
+                   *(["spill MB"] if "dag_spill_mb" in r else []),
                    *([PEAK_PARTS] if any(PEAK_PARTS in t for t in r["tasks"]) else []), "seed"]),
             "",
             *([f"Engines and scorers on this run's train split ({r['facts']['users']:,} users x "

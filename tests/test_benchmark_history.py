@@ -160,12 +160,14 @@ def test_the_sampler_says_which_processes_held_the_memory_at_a_stage_peak(run):
     # a child that holds ~300 MB for a second: it is neither a JVM nor a Spark Python worker
     code = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
     proc = subprocess.Popen([sys.executable, "-c", code])
-    with run.TreeSampler(proc.pid) as sampler:
+    with run.TreeSampler(proc.pid, slow_every=2) as sampler:
         proc.wait()
     jvm, workers, rest = sampler.peak_parts().split(" (")[0].split(" / ")
     assert (jvm, workers) == ("0", "0")
     assert 300 <= float(rest.replace(",", "")) <= sampler.peak_mb() + 1
     assert sampler.peak_parts(time.time() + 60) == ""  # no sample in the window: nothing to say
+    # its pages are its own: counted once, the proportional set size holds them too
+    assert 300 <= sampler.peak_pss_mb() <= sampler.peak_mb() + 1
 
 
 def test_a_run_whose_best_model_is_popularity_still_gets_its_section(run, tmp_path):
