@@ -94,7 +94,7 @@ class TreeSampler:
 
     def _rss(self) -> int:
         total, jvm, workers, shared = 0, 0, 0, 0
-        for p in [self.proc, *self.proc.children(recursive=True)]:
+        for p in self._tree():
             try:
                 mem = p.memory_info()
                 total += mem.rss
@@ -114,9 +114,12 @@ class TreeSampler:
         self.parts.append((jvm, workers, total - jvm - workers, shared))
         return total
 
+    def _tree(self) -> list[psutil.Process]:
+        return [self.proc, *self.proc.children(recursive=True)]
+
     def _pss(self) -> int:
         total = 0
-        for p in [self.proc, *self.proc.children(recursive=True)]:
+        for p in self._tree():
             try:
                 total += p.memory_full_info().pss  # /proc/<pid>/smaps_rollup: a few ms for a large JVM
             except psutil.Error:
@@ -156,9 +159,12 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
 
+    @staticmethod
+    def _peak_mb(samples: list[tuple[float, int]], start: float, end: float) -> float:
+        return max((b for t, b in samples if start <= t <= end), default=0) / 2**20
+
     def peak_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside, default=0) / 2**20
+        return self._peak_mb(self.samples, start, end)
 
     def peak_parts(self, start: float = 0.0, end: float = float("inf")) -> str:
         """What held the memory at the peak in [start, end]: ``JVMs / Python workers / other`` MB, and how much
@@ -176,12 +182,10 @@ class TreeSampler:
         return (inside[-1] - (before[-1] if before else 0.0)) if inside else 0.0
 
     def peak_pss_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
-        inside = [b for t, b in self.pss_samples if start <= t <= end]
-        return max(inside, default=0) / 2**20
+        return self._peak_mb(self.pss_samples, start, end)
 
     def peak_spill_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
-        inside = [b for t, b in self.spill_samples if start <= t <= end]
-        return max(inside, default=0) / 2**20
+        return self._peak_mb(self.spill_samples, start, end)
 
 
 def _env(home: Path) -> dict[str, str]:
