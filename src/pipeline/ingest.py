@@ -187,10 +187,10 @@ def dedup_stage(
         .select("user_idx", "track_idx", "timestamp", "play_count", "source_row")
         .repartition(8, "user_idx")
     )
+    order = ("user_idx", "timestamp", "track_idx")  # the listens files' order
     if has_timestamps:
         # the first row by source_row of each (user, track, timestamp); source_row is unique, so min_by
         # has no ties to break
-        order = ("user_idx", "timestamp", "track_idx")
         listens = numbered.sortWithinPartitions(*order).groupBy(*order).agg(
             F.min("source_row").alias("source_row"),
             F.min_by("play_count", "source_row").alias("play_count"),
@@ -205,7 +205,7 @@ def dedup_stage(
     with atomic_dir(out.listens) as tmp:
         with jobs(spark, "dedup: drop exact duplicates, write the listens with their ids"):
             # a no-op after the sort aggregate; it keeps the order when the aggregate is a hash one
-            listens.sortWithinPartitions("user_idx", "timestamp", "track_idx").write.parquet(str(tmp))
+            listens.sortWithinPartitions(*order).write.parquet(str(tmp))
         with jobs(spark, "dedup: count the listens written"):
             written = spark.read.parquet(str(tmp))
             rows_out, unmapped = written.agg(
