@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["normalize_name", "track_key", "validate_stage", "dedup_stage", "ingest"]
 
 log = logging.getLogger(__name__)
+
+_VERDICT = "verdict"  # validate's staging partition column: "validated" or "quarantine"
 
 
 def normalize_name(text: str | None) -> str | None:
@@ -95,34 +98,49 @@ def validate_stage(
     cfg: IngestConfig, out_dir: Path, *, spark: "SparkSession", as_of: dt.datetime | None = None
 ) -> dict[str, Any]:
     """Load and validate; write validated rows, quarantine and the validation report."""
+    from pyspark.sql import functions as F
+
     from pipeline import loaders
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc)
-    with jobs(spark, f"validate: load the {cfg.input_format} batch and count its rows"):
-        loaded = loaders.load(
-            spark, cfg.input_format, cfg.input_path,
-            tracks=cfg.tracks_path, aliases=cfg.aliases_path, columns=cfg.columns,
-        )
-        lim = validate.limits(cfg, as_of)
-        raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping).cache()
-        rows_in = raw.count()
+    out = IngestLayout(Path(out_dir))
+    lim = validate.limits(cfg, as_of)
+    # One pass over the source: every row is checked and written once, into a folder per verdict (a write
+    # partitioned by it), which then become validated/ and quarantine/. The suite and the counts read back
+    # only the columns they need; nothing wide is cached.
+    checked = out.root / "checked"
+    what = f"validate: load the {cfg.input_format} batch, check and write each row"
+    with atomic_dir(checked) as tmp, jobs(spark, what):
+        loaded = loaders.load(spark, cfg.input_format, cfg.input_path, tracks=cfg.tracks_path,
+                              aliases=cfg.aliases_path, columns=cfg.columns)
+        raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping)
+        tagged = validate.tag(raw, loaded.has_timestamps, lim)
+        staged = tagged.select("*", F.when(F.col("rule").isNull(), "validated").otherwise("quarantine").alias(_VERDICT))
+        staged.write.partitionBy(_VERDICT).parquet(str(tmp))
+    rows = spark.read.schema(staged.schema).parquet(str(checked))  # the schema given: an empty batch has no files
     with jobs(spark, "validate: the Great Expectations suite"):
         report = validate.run_expectations(
-            raw, has_timestamps=loaded.has_timestamps, lim=lim, max_quarantine_share=cfg.max_quarantine_share,
-            docs_dir=IngestLayout(Path(out_dir)).data_docs,
+            rows, has_timestamps=loaded.has_timestamps, lim=lim, max_quarantine_share=cfg.max_quarantine_share,
+            docs_dir=out.data_docs,
         )
-    good, bad = validate.split_valid(raw, loaded.has_timestamps, lim)
-    out = IngestLayout(Path(out_dir))
-    for path, frame, name in ((out.validated, good, "validated rows"), (out.quarantine, bad, "quarantine")):
-        with atomic_dir(path) as tmp, jobs(spark, f"validate: write the {name}"):
-            frame.write.parquet(str(tmp))
-    with jobs(spark, "validate: count what was written, by reason"):
-        by_reason = {r["reason"]: r["count"] for r in spark.read.parquet(str(out.quarantine))
-                     .groupBy("reason").count().orderBy("reason").collect()}
-        quarantined = sum(by_reason.values())
-        rows_out = spark.read.parquet(str(out.validated)).count()
-        users = {"users_lost": 0, "users_lost_sample": [], "rules": {}}
-        if quarantined:
+    with jobs(spark, "validate: count the rows, by verdict and reason"):
+        counts = rows.groupBy(_VERDICT, "reason").count().collect()
+    for name, final in (("validated", out.validated), ("quarantine", out.quarantine)):
+        part = checked / f"{_VERDICT}={name}"
+        with atomic_dir(final) as tmp:
+            if part.exists():
+                part.rename(tmp)
+            else:  # no row got this verdict: an empty folder with the schema
+                spark.createDataFrame([], rows.drop(_VERDICT).schema).write.parquet(str(tmp))
+    shutil.rmtree(checked, ignore_errors=True)
+    rows_in = sum(r["count"] for r in counts)
+    by_reason = {r["reason"]: r["count"] for r in sorted(counts, key=lambda r: r["reason"] or "")
+                 if r[_VERDICT] != "validated"}
+    with jobs(spark, "validate: count what was written"):  # the moves lost nothing
+        rows_out, quarantined = (spark.read.parquet(str(p)).count() for p in (out.validated, out.quarantine))
+    users = {"users_lost": 0, "users_lost_sample": [], "rules": {}}
+    if quarantined:
+        with jobs(spark, "validate: users the quarantine loses, by rule"):
             users = validate.quarantine_rules(spark, out.quarantine, out.validated)
     summary = {
         "source": loaded.source, "format": loaded.fmt, "has_timestamps": loaded.has_timestamps,
@@ -138,7 +156,6 @@ def validate_stage(
         "loader_stats": getattr(loaded, "stats", {}) or {},
         "expectations_failed": report["failed"], "success": report["success"],
     }
-    raw.unpersist()
     _check_reconciles("validate", rows_in, rows_out, 0, quarantined)
     atomic_write_text(out.validation_report, json.dumps(report["result"], indent=1))
     atomic_write_text(out.validate_summary, json.dumps(summary, indent=1))
