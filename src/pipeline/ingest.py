@@ -180,7 +180,13 @@ def dedup_stage(
     rows = spark.read.parquet(str(validated_dir))
     with jobs(spark, "dedup: count the validated rows"):
         rows_in = rows.count()
-    keyed = _with_track_key(spark, rows).withColumn("user_id", F.trim("user_id")).cache()
+    # the cache holds what the jobs below read, no more: the MBID is inside the key, and a source id only
+    # where names made the key (the keying counts compare the two)
+    named = F.col("track_key").startswith("name:")
+    keyed = _with_track_key(spark, rows).select(
+        F.trim("user_id").alias("user_id"), "track_key", "timestamp", "play_count", "source_row",
+        "artist_name", "track_name", F.when(named, F.col("source_track_id")).alias("name_source"),
+    ).cache()
     with jobs(spark, "dedup: canonical track keys"):
         keyed.count()
     # Ids first, then duplicates. The map is a bijection, so (user_idx, track_idx, timestamp) groups the rows
@@ -237,9 +243,8 @@ def dedup_stage(
     with atomic_dir(out.tracks) as tmp, jobs(spark, "dedup: write a display name per track"):
         names.write.parquet(str(tmp))
     with jobs(spark, "dedup: how tracks were keyed"):
-        named = F.col("track_key").startswith("name:")
         stats = keyed.agg(
-            F.countDistinct(F.when(named, F.col("source_track_id"))).alias("name_sources"),
+            F.countDistinct("name_source").alias("name_sources"),
             F.countDistinct(F.when(named, F.col("track_key"))).alias("name_keys"),
             F.sum(F.col("track_key").startswith("mbid:").cast("long")).alias("rows_by_mbid"),
             F.sum(named.cast("long")).alias("rows_by_name"),

@@ -19,6 +19,7 @@ a seeded per-user random share ``1 - test_quantile`` (a time window needs time).
 from __future__ import annotations
 
 import json
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ __all__ = ["TEMPORAL", "split", "split_frame", "n_train"]
 
 TEMPORAL = ("temporal_user", "temporal_global")
 SPLITS = SplitData.SETS
+SET = "split_set"  # the column that says which of train and val a row went to, while they are written
 
 
 def n_train(n: int, fraction: float) -> int:
@@ -81,6 +83,18 @@ def split_frame(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> t
     """Return ``{"train", "val", "test"}`` frames (partitioning ``df`` exactly) and split facts."""
     from pyspark.sql import functions as F
 
+    test, rest, facts = _sets(df, cfg, has_timestamps=has_timestamps)
+    frames = {name: rest.where(F.col(SET) == name).drop(SET) for name in ("train", "val")}
+    return {**frames, "test": test}, facts
+
+
+def _sets(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> tuple["DataFrame", "DataFrame", dict[str, Any]]:
+    """(test, the other rows with a ``SET`` column saying "train" or "val", split facts)."""
+    from pyspark.sql import functions as F
+
+    def label(is_train: "Column") -> "Column":  # a row that is neither (none today) would stay out of both
+        return F.when(is_train, "train").when(~is_train, "val").alias(SET)
+
     if not has_timestamps and cfg.strategy in TEMPORAL:
         raise ValueError(
             f"split strategy {cfg.strategy!r} needs timestamps, but this dataset has none; "
@@ -104,7 +118,7 @@ def split_frame(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> t
     if cfg.strategy == "temporal_global":
         cutoff = cfg.cutoff or _quantile_ts(rest, cfg.cutoff_quantile)
         c = F.lit(cutoff).cast("timestamp")
-        train, val = rest.where(F.col("timestamp") < c), rest.where(F.col("timestamp") >= c)
+        rest = rest.select("*", label(F.col("timestamp") < c))
         facts["cutoff"] = str(cutoff)
     else:
         if cfg.strategy == "random_user":
@@ -116,10 +130,8 @@ def split_frame(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> t
         else:  # leave_k_out
             ranked = _per_user_rank(rest, _order(has_timestamps))
             is_train = F.col("_r") < F.col("_n") - cfg.k
-        ranked = ranked.withColumn("_train", is_train).drop("_r", "_n")
-        train = ranked.where("_train").drop("_train")
-        val = ranked.where(~F.col("_train")).drop("_train")
-    return {"train": train, "val": val, "test": test}, facts
+        rest = ranked.select("*", label(is_train)).drop("_r", "_n")
+    return test, rest, facts
 
 
 def split(
@@ -137,11 +149,21 @@ def split(
     # a folder of curated listens, or (nightly increments) a frame over the curated partitions
     df = spark.read.parquet(str(listens_dir)) if isinstance(listens_dir, (str, Path)) else listens_dir
     with jobs(spark, f"split: {cfg.strategy}, the test window's start"):
-        frames, facts = split_frame(df, cfg, has_timestamps=has_timestamps)
+        test, rest, facts = _sets(df, cfg, has_timestamps=has_timestamps)
     with atomic_dir(out_dir) as tmp:
-        for name in SPLITS:
-            with jobs(spark, f"split: write {name}"):
-                frames[name].write.parquet(str(SplitData(tmp).path(name)))
+        data = SplitData(tmp)
+        with jobs(spark, "split: write test"):
+            test.write.parquet(str(data.path("test")))
+        # train and val in one write partitioned by set: every listen is ranked once, not once for each
+        with jobs(spark, "split: write train and val"):
+            rest.write.partitionBy(SET).parquet(str(tmp / "rest"))
+        for name in ("train", "val"):
+            part = tmp / "rest" / f"{SET}={name}"
+            if part.exists():
+                part.rename(data.path(name))
+            else:  # no row in this set: an empty folder with the schema
+                spark.createDataFrame([], test.schema).write.parquet(str(data.path(name)))
+        shutil.rmtree(tmp / "rest")
     stats: dict[str, Any] = {"facts": facts, "table": {}, "shape": list(shape), "idmap_version": idmap_version,
                              "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
     total = 0
