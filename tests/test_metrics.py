@@ -154,6 +154,21 @@ def test_topk_streaming_blocks_match_a_brute_force_oracle_with_ties(seed):
                 assert got.dtype == np.int32 and np.array_equal(got, want), (k, bs, ib, th)
 
 
+@pytest.mark.parametrize("item_block", [1, 64, 4096])
+def test_topk_over_a_subset_of_items_equals_topk_over_their_copy(item_block):
+    """A train catalogue ranked in place (``subset``) gives what ranking ``items[subset]`` gives, ties included."""
+    rng = np.random.default_rng(7)
+    users = rng.integers(-2, 3, size=(37, 4)).astype(np.float32)
+    items = rng.standard_normal((3_000, 4)).astype(np.float32)
+    items[::5] = items[1::5]  # duplicate rows: exact ties inside and across blocks
+    subset = np.flatnonzero(rng.random(3_000) < 0.7)
+    exclude = sp.random(37, subset.size, density=0.01, random_state=3, format="csr")
+    for k, ex in [(1, None), (25, exclude), (100, None), (subset.size + 3, exclude)]:
+        want = topk(users, items[subset], k, exclude=ex, block_size=8, item_block=item_block)
+        got = topk(users, items, k, exclude=ex, block_size=8, item_block=item_block, subset=subset)
+        assert np.array_equal(got, want), k
+
+
 def test_topk_fractional_scores_with_duplicate_items_match_a_full_sort():
     """Fractional (dyadic, so exactly summed in any order) factors, duplicated item rows tied at every rank."""
     rng = np.random.default_rng(3)

@@ -121,7 +121,7 @@ class _Pool:
 
 
 def _topk_block(users: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_matrix | None,
-                item_block: int) -> np.ndarray:
+                item_block: int, subset: np.ndarray | None = None) -> np.ndarray:
     """Exact top-``k`` of one block of users, streaming over blocks of ``item_block`` items.
 
     A running threshold per user (its K-th best score so far, see ``_Pool``) makes most item
@@ -130,7 +130,7 @@ def _topk_block(users: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_ma
     above it become candidates. Blocks come in increasing item order, so an item tied with the
     K-th best loses to it (higher index): the strict comparison is exactly the tie rule.
     """
-    n, m = users.shape[0], items.shape[0]
+    n, m = users.shape[0], (items.shape[0] if subset is None else subset.size)
     pool = _Pool(n, k, cap=2 * k + 256)
     ex_r = ex_c = None
     if exclude is not None and exclude.nnz:
@@ -144,7 +144,7 @@ def _topk_block(users: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_ma
     for j in range(0, m, item_block):
         w = min(item_block, m - j)
         s = buf[:w]
-        np.matmul(items[j : j + w], users_t, out=s)
+        np.matmul(items[j : j + w] if subset is None else items[subset[j : j + w]], users_t, out=s)
         if ex_c is not None:
             a, b = np.searchsorted(ex_c, [j, j + w])
             s[ex_c[a:b] - j, ex_r[a:b]] = -np.inf
@@ -175,9 +175,13 @@ def _topk_block(users: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_ma
 def topk(
     user_factors: np.ndarray, item_factors: np.ndarray, k: int, *,
     exclude: sp.csr_matrix | None = None, block_size: int | None = None, threads: int | None = None,
-    item_block: int = ITEM_BLOCK,
+    item_block: int = ITEM_BLOCK, subset: np.ndarray | None = None,
 ) -> np.ndarray:
     """Top-``k`` items by inner product for every row of ``user_factors`` (int32, -1 padded).
+
+    ``subset``, when given, ranks only those rows of ``item_factors``, as ``item_factors[subset]``
+    would (the results are positions in ``subset``) but a block at a time: no copy of the chosen rows
+    (a train catalogue of 18M tracks is 1.8 GB at rank 25).
 
     ``exclude`` (users x items, aligned with ``user_factors``) marks items to leave out
     (``exclude_seen``). Blocks of ``block_size`` users (default ``USER_BLOCK``) stream over
@@ -191,7 +195,9 @@ def topk(
         raise ValueError(f"item_block={item_block!r} must be >= 1")
     users = np.ascontiguousarray(user_factors, dtype=np.float32)
     items = np.ascontiguousarray(item_factors, dtype=np.float32)
-    n, m = users.shape[0], items.shape[0]
+    if subset is not None:
+        subset = np.asarray(subset, dtype=np.int64)
+    n, m = users.shape[0], (items.shape[0] if subset is None else subset.size)
     if exclude is not None and exclude.shape != (n, m):
         raise ValueError(f"exclude has shape {exclude.shape}, expected (users, items) = {(n, m)}")
     out = np.full((n, k), -1, dtype=np.int32)
@@ -205,7 +211,7 @@ def topk(
 
     def run(start: int) -> None:
         ex = exclude[start : start + bs] if exclude is not None else None
-        out[start : start + bs, :kk] = _topk_block(users[start : start + bs], items, kk, ex, item_block)
+        out[start : start + bs, :kk] = _topk_block(users[start : start + bs], items, kk, ex, item_block, subset)
 
     starts = range(0, n, bs)
     workers = threads or min(len(starts), cores)

@@ -86,7 +86,7 @@ class FactorModel:
         ex = _rows(exclude, users)
         if ex is not None:
             ex = ex[:, catalogue]
-        ranked = topk(self.user_factors[users], self.item_factors[catalogue], k, exclude=ex)
+        ranked = topk(self.user_factors[users], self.item_factors, k, exclude=ex, subset=catalogue)
         return np.where(ranked >= 0, catalogue[np.maximum(ranked, 0)], -1).astype(np.int32)
 
     def save(self, path: Path) -> Path:
