@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pipeline.config import IngestConfig
 
 __all__ = ["Limits", "ValidationFailed", "limits", "quarantine_reason", "quarantine_rules", "run_expectations",
-           "split_valid", "with_rating_confidence"]
+           "tag", "with_rating_confidence"]
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +172,6 @@ def tag(df: "DataFrame", has_timestamps: bool, lim: Limits) -> "DataFrame":
     """``df`` with ``reason`` and ``rule`` columns (null on good rows)."""
     reason, rule = quarantine_reason(has_timestamps, lim)
     return df.withColumn("reason", reason).withColumn("rule", rule)
-
-
-def split_valid(df: "DataFrame", has_timestamps: bool, lim: Limits) -> tuple["DataFrame", "DataFrame"]:
-    """(valid rows, quarantined rows with ``reason`` and ``rule``); together they are all rows."""
-    from pyspark.sql import functions as F
-
-    tagged = tag(df, has_timestamps, lim)
-    valid = tagged.where(F.col("reason").isNull()).drop("reason", "rule", "parse_error")
-    bad = tagged.where(F.col("reason").isNotNull())
-    return valid, bad
 
 
 def quarantine_rules(spark: "SparkSession", quarantine: Path, validated: Path, *, sample: int = 5) -> dict[str, Any]:
