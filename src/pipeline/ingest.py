@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import idmap, validate
 from pipeline.config import IngestConfig
 from pipeline.paths import IngestLayout, atomic_dir, atomic_write_text
-from pipeline.spark import jobs
+from pipeline.spark import jobs, move_partition
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -126,12 +126,8 @@ def validate_stage(
     with jobs(spark, "validate: count the rows, by verdict and reason"):
         counts = rows.groupBy(_VERDICT, "reason").count().collect()
     for name, final in (("validated", out.validated), ("quarantine", out.quarantine)):
-        part = checked / f"{_VERDICT}={name}"
         with atomic_dir(final) as tmp:
-            if part.exists():
-                part.rename(tmp)
-            else:  # no row got this verdict: an empty folder with the schema
-                spark.createDataFrame([], rows.drop(_VERDICT).schema).write.parquet(str(tmp))
+            move_partition(spark, checked, _VERDICT, name, tmp, rows.drop(_VERDICT).schema)
     shutil.rmtree(checked, ignore_errors=True)
     rows_in = sum(r["count"] for r in counts)
     by_reason = {r["reason"]: r["count"] for r in sorted(counts, key=lambda r: r["reason"] or "")

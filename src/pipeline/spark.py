@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
 
 __all__ = ["SESSION_CONF", "MasterWatch", "default_driver_memory", "get_session", "jobs", "master_lost",
-           "release_session", "spill_dir", "submit_conf"]
+           "move_partition", "release_session", "spill_dir", "submit_conf"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,19 @@ class MasterWatch:
                 except Exception:  # noqa: BLE001 - the session may be going down already
                     pass
                 return
+
+
+def move_partition(spark: "SparkSession", written: Path, column: str, value: str, dest: Path,
+                   schema: "StructType") -> None:
+    """Move the ``column=value`` folder of a write partitioned by ``column`` to ``dest``.
+
+    No row had that value: ``dest`` becomes an empty dataset with ``schema`` (the columns but ``column``).
+    """
+    part = Path(written) / f"{column}={value}"
+    if part.exists():
+        part.rename(dest)
+    else:
+        spark.createDataFrame([], schema).write.parquet(str(dest))
 
 
 def _addresses(url: str) -> list[tuple[str, int]]:

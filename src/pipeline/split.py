@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import SplitConfig
 from pipeline.data import SplitData
 from pipeline.paths import atomic_dir, atomic_write_text
-from pipeline.spark import jobs
+from pipeline.spark import jobs, move_partition
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -158,11 +158,7 @@ def split(
         with jobs(spark, "split: write train and val"):
             rest.write.partitionBy(SET).parquet(str(tmp / "rest"))
         for name in ("train", "val"):
-            part = tmp / "rest" / f"{SET}={name}"
-            if part.exists():
-                part.rename(data.path(name))
-            else:  # no row in this set: an empty folder with the schema
-                spark.createDataFrame([], test.schema).write.parquet(str(data.path(name)))
+            move_partition(spark, tmp / "rest", SET, name, data.path(name), test.schema)
         shutil.rmtree(tmp / "rest")
     stats: dict[str, Any] = {"facts": facts, "table": {}, "shape": list(shape), "idmap_version": idmap_version,
                              "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
