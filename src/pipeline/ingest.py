@@ -185,6 +185,10 @@ def dedup_stage(
     ).cache()
     with jobs(spark, "dedup: canonical track keys"):
         keyed.count()
+    # one row per track with its display name (the first artist and title by value): the ID map takes its
+    # keys from here, already distinct, and the names file is this joined with the map, one pass over keyed
+    per_track = keyed.groupBy("track_key").agg(
+        F.min("artist_name").alias("artist_name"), F.min("track_name").alias("track_name")).cache()
     # Ids first, then duplicates. The map is a bijection, so (user_idx, track_idx, timestamp) groups the rows
     # exactly as (user_id, track_key, timestamp) would, and the one shuffle that places the listens by user
     # also groups them: its hash partitioning by user_idx satisfies the aggregate's clustering, and it moves
@@ -195,7 +199,7 @@ def dedup_stage(
         ids, added = idmap.update(
             spark, idmap_root,
             users=keyed.select(F.col("user_id").alias("key")),
-            tracks=keyed.select(F.col("track_key").alias("key")),
+            tracks=per_track.select(F.col("track_key").alias("key")),
         )
     users = spark.read.parquet(str(ids.path("users"))).withColumnRenamed("key", "user_id").withColumnRenamed("id", "user_idx")
     tracks = spark.read.parquet(str(ids.path("tracks"))).withColumnRenamed("key", "track_key").withColumnRenamed("id", "track_idx")
@@ -234,18 +238,17 @@ def dedup_stage(
             raise RuntimeError(f"dedup found {unmapped} listens whose user or track is missing from the ID map "
                                f"{ids.root / ids.version}")
     # a display name per track, for humans reading recommendations
-    names = (keyed.groupBy("track_key").agg(F.min("artist_name").alias("artist_name"), F.min("track_name").alias("track_name"))
-             .join(tracks, "track_key").select("track_idx", "track_key", "artist_name", "track_name"))
+    names = per_track.join(tracks, "track_key").select("track_idx", "track_key", "artist_name", "track_name")
     with atomic_dir(out.tracks) as tmp, jobs(spark, "dedup: write a display name per track"):
         names.write.parquet(str(tmp))
     with jobs(spark, "dedup: how tracks were keyed"):
         stats = keyed.agg(
             F.countDistinct("name_source").alias("name_sources"),
-            F.countDistinct(F.when(named, F.col("track_key"))).alias("name_keys"),
             F.sum(F.col("track_key").startswith("mbid:").cast("long")).alias("rows_by_mbid"),
             F.sum(named.cast("long")).alias("rows_by_name"),
             F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
         ).first().asDict()
+        stats["name_keys"] = per_track.where(F.col("track_key").startswith("name:")).count()
     summary = {
         "rows_in": rows_in, "rows_out": rows_out, "duplicates": rows_in - rows_out, "quarantined": 0,
         "has_timestamps": has_timestamps,
@@ -255,6 +258,7 @@ def dedup_stage(
         "idmap_version": ids.version, "n_users_mapped": ids.n_users, "n_tracks_mapped": ids.n_tracks, **added,
     }
     keyed.unpersist()
+    per_track.unpersist()
     _check_reconciles("dedup", rows_in, rows_out, summary["duplicates"], 0)
     atomic_write_text(out.dedup_summary, json.dumps(summary, indent=1))
     return summary
