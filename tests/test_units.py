@@ -133,3 +133,27 @@ def test_input_paths_must_stay_under_the_data_roots(monkeypatch, tmp_path):
         resolve_input("/etc")
     monkeypatch.setenv("PIPELINE_DATA_ROOTS", f"/srv/listens:{tmp_path}/data")
     assert resolve_input("/srv/listens/2026-11-01") == Path("/srv/listens/2026-11-01").resolve()
+
+
+def test_a_stage_hands_its_freed_memory_back_when_it_returns(tmp_path, monkeypatch):
+    """Tasks sharing one process (``airflow dags test``) must not each start beside the last one's heap."""
+    from pipeline.stages import RunRef, _stage
+
+    def rss_mb() -> int:
+        return next(int(line.split()[1]) // 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmRSS"))
+
+    held: list[bytes] = []
+
+    @_stage
+    def grow_and_free(ref):
+        chunks = [bytes(2000 + i % 7) for i in range(150_000)]  # ~300 MB in glibc's heap, not Python's arenas
+        held.append(chunks[-1])  # the heap's top stays in use, so free() alone cannot shrink it
+        before = rss_mb()
+        del chunks
+        return before, rss_mb()
+
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    grown, freed = grow_and_free(RunRef(dag_id="d", dag_run_id="r", run_key="k"))
+    assert freed > grown - 100, "free() alone returned the heap; the test no longer shows anything"
+    assert rss_mb() < grown - 200

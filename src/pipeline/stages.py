@@ -14,6 +14,7 @@ runs again by their tags.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import logging
@@ -41,14 +42,41 @@ _Stage = TypeVar("_Stage", bound=Callable[..., Any])
 
 
 def _stage(fn: _Stage) -> _Stage:
-    """A DAG task's stage: a full disk fails it with one line naming the disk and the fix (``DiskFull``)."""
+    """A DAG task's stage: a full disk fails it with one line naming the disk and the fix (``DiskFull``).
+
+    Whatever it freed goes back to the system when it returns: where tasks share one process
+    (``airflow dags test``, a long-lived worker), the next task does not start beside the heap
+    this one grew.
+    """
 
     @wraps(fn)
     def stage(ref: RunRef, *args: Any, **kwargs: Any) -> Any:
-        with naming_a_full_disk(f"task {fn.__name__}", ref.layout.root):
-            return fn(ref, *args, **kwargs)
+        try:
+            with naming_a_full_disk(f"task {fn.__name__}", ref.layout.root):
+                return fn(ref, *args, **kwargs)
+        finally:
+            release_memory()
 
     return stage  # type: ignore[return-value]
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system: Python's garbage, Arrow's pool, glibc's heap.
+
+    Without it a process keeps near the peak of its last stage: at 179M listens the Airflow process
+    of ``airflow dags test`` held 1.9 GB through the ALS sweep after the popularity sweep. At 10M the
+    popularity sweep's process goes from 388 MB after it to 159 MB with this (333 with ``gc`` alone).
+    """
+    import gc
+    import sys
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc: nothing to trim
+        pass
 
 JOB_FILE = Path(__file__).resolve().parent / "jobs" / "als_job.py"
 
