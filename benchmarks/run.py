@@ -28,6 +28,7 @@ number from another run.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
 import json
 import os
@@ -115,7 +116,10 @@ class TreeSampler:
         return total
 
     def _tree(self) -> list[psutil.Process]:
-        return [self.proc, *self.proc.children(recursive=True)]
+        """The process and its descendants, each address space once: a child that still runs in its parent's
+        memory (the JVM's ``posix_spawn`` of ``chmod`` and the like clones it, ``CLONE_VM``, until the exec) is
+        left out, or each such moment would count the JVM twice."""
+        return [self.proc, *(p for p in self.proc.children(recursive=True) if not _in_parent_memory(p))]
 
     def _pss(self) -> int:
         total = 0
@@ -186,6 +190,19 @@ class TreeSampler:
 
     def peak_spill_mb(self, start: float = 0.0, end: float = float("inf")) -> float:
         return self._peak_mb(self.spill_samples, start, end)
+
+
+_KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())  # kcmp(2)'s syscall number
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _in_parent_memory(p: psutil.Process) -> bool:
+    """Whether ``p`` shares its parent's address space (kcmp(2), ``KCMP_VM``): a thread-like child between a
+    ``posix_spawn`` and its exec, whose resident size is its parent's."""
+    try:
+        return _KCMP is not None and _LIBC.syscall(_KCMP, p.ppid(), p.pid, 1, 0, 0) == 0
+    except psutil.Error:
+        return False
 
 
 def _env(home: Path) -> dict[str, str]:
