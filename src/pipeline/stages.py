@@ -78,6 +78,7 @@ def release_memory() -> None:
     except (AttributeError, OSError):  # not glibc: nothing to trim
         pass
 
+
 JOB_FILE = Path(__file__).resolve().parent / "jobs" / "als_job.py"
 
 

@@ -38,10 +38,9 @@ def _dense(factors: "DataFrame", n: int, rank: int, scratch: Path) -> tuple[np.n
     at a time into one preallocated array: nothing passes through the driver JVM (23M tracks
     x rank 25 is 2.3 GB, over ``spark.driver.maxResultSize``), and no pandas column of arrays.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
-
-    import pyarrow as pa
 
     factors.select("id", "features").write.mode("overwrite").parquet(str(scratch))
     out = np.zeros((n, rank), dtype=np.float32)
