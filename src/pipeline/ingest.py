@@ -248,7 +248,7 @@ def dedup_stage(
             F.sum(named.cast("long")).alias("rows_by_name"),
             F.sum(F.col("track_key").startswith("src:").cast("long")).alias("rows_by_source_id"),
         ).first().asDict()
-        stats["name_keys"] = per_track.where(F.col("track_key").startswith("name:")).count()
+        stats["name_keys"] = per_track.where(named).count()
     summary = {
         "rows_in": rows_in, "rows_out": rows_out, "duplicates": rows_in - rows_out, "quarantined": 0,
         "has_timestamps": has_timestamps,
