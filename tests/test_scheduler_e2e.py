@@ -75,14 +75,16 @@ def test_scheduled_on_the_landing_asset_the_nightly_run_starts_when_a_night_land
     landed = api.post("/api/v2/dags/music_recs_landing/dagRuns",
                       {"logical_date": "2026-01-01T06:00:00Z", "conf": conf})["dag_run_id"]
     assert finished(api, landed, "music_recs_landing") == "success"
-    events = api.get("/api/v2/assets/events?limit=10")["asset_events"]
-    assert [e["extra"]["partitions"] for e in events if e["source_dag_id"] == "music_recs_landing"] == [
-        ["date=2026-01-01"]]
     deadline = time.monotonic() + 120
-    while not (asset_runs := started()):
+    while not (asset_runs := [r for r in started() if r["start_date"]]):
         assert time.monotonic() < deadline, "no nightly run two minutes after the night landed"
         time.sleep(3)
     (run,) = asset_runs
+    # read the events once the run they created has started: while it is queued (no start date yet),
+    # Airflow 3.3.2's /assets/events answers 500 (apache/airflow#71360, fixed after 3.3.2)
+    events = api.get("/api/v2/assets/events?limit=10")["asset_events"]
+    assert [e["extra"]["partitions"] for e in events if e["source_dag_id"] == "music_recs_landing"] == [
+        ["date=2026-01-01"]]
     assert finished(api, run["dag_run_id"]) == "success"
     # it trained on what landed, with the landing's params for it, and promote updated the model asset
     folder = run_folder(home, run["dag_run_id"])
