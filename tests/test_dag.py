@@ -83,7 +83,7 @@ def test_dag_schedule_and_params(dag):
         assert name in params, name
         param = params.get_param(name)
         assert param.schema.get("type") and param.description, f"param {name} needs a type and a description"
-    assert params.get_param("input_format").schema["enum"][0] == "listenbrainz"
+    assert params.get_param("input_format").schema["enum"][0] == "auto"
     assert set(params.get_param("index_kinds").schema["items"]["enum"]) == {"annoy_dot", "annoy_angular_aug", "hnsw_ip",
                                                                        "hnsw_aug", "ivf_sq8_rerank", "norm_ranges"}
 

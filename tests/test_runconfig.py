@@ -64,7 +64,7 @@ def test_every_field_is_a_dag_param_with_its_type_default_and_limits():
     assert specs["hnsw_M"] == {"default": [16, 32], "type": "array", "items": {"type": "integer"},
                                "description": "HNSW: M (graph degree) to build. At least one value, each once, "
                                               "each >= 2 and <= 512."}
-    assert specs["input_format"]["enum"][0] == "listenbrainz"
+    assert specs["input_format"]["enum"][0] == "auto"
     assert specs["train_window_days"]["type"] == ["integer", "null"]
     for name, spec in specs.items():
         assert spec["description"] and spec["type"], name

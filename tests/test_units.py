@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pipeline.config import AlsConfig, EvalConfig, IngestConfig, PopularityConfig, SplitConfig, als_grid, from_params, popularity_grid
+from pipeline.config import INPUT_FORMATS, AlsConfig, EvalConfig, IngestConfig, PopularityConfig, SplitConfig, als_grid, from_params, popularity_grid
 from pipeline.ingest import normalize_name, track_key
 from pipeline.models import PopularityModel
 from pipeline.models.popularity import scores, track_stats_matrix
@@ -79,13 +79,17 @@ def test_timestamp_limits_default_to_the_formats_floor_and_the_runs_date():
     as_of = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     floors = {fmt: IngestConfig(input_path="x", input_format=fmt).timestamp_range(as_of)[0]
               for fmt in IngestConfig.FORMAT_MIN_TIMESTAMP}
+    assert set(floors) == set(INPUT_FORMATS) - {"auto"}  # every format states its floor (None: no timestamps)
     assert floors["movielens"] == dt.datetime(1995, 1, 1, tzinfo=dt.timezone.utc)  # ML-10M and later start 1995-01-09
     assert floors["listenbrainz"] == dt.datetime(2002, 10, 1, tzinfo=dt.timezone.utc)
     assert floors["hetrec"] is None and floors["audioscrobbler"] is None
     lo, hi = IngestConfig(input_path="x", min_timestamp="1990-06-01", max_timestamp="2020-01-01T12:00:00+02:00",
                           ).timestamp_range(as_of)
     assert lo == dt.datetime(1990, 6, 1, tzinfo=dt.timezone.utc) and hi == dt.datetime(2020, 1, 1, 10, tzinfo=dt.timezone.utc)
-    assert IngestConfig(input_path="x", future_tolerance_hours=2).timestamp_range(as_of)[1] == as_of + dt.timedelta(hours=2)
+    assert IngestConfig(input_path="x", input_format="lastfm1k", future_tolerance_hours=2
+                        ).timestamp_range(as_of)[1] == as_of + dt.timedelta(hours=2)
+    with pytest.raises(ValueError, match="resolve input_format 'auto' first"):
+        IngestConfig(input_path="x").timestamp_range(as_of)
 
 
 def test_from_params_coerces_ui_values_and_refuses_unknown_keys():

@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 INDEX_KINDS = ("exact", "annoy_dot", "annoy_angular_aug", "hnsw_ip", "hnsw_aug", "ivf_sq8_rerank", "norm_ranges")
-INPUT_FORMATS = ("listenbrainz", "generic", "lastfm1k", "hetrec", "audioscrobbler", "movielens")
+# "auto" first: the default recognises each format below from its layout (pipeline.loaders.detect)
+INPUT_FORMATS = ("auto", "listenbrainz_dump", "listenbrainz_spark", "listenbrainz", "lastfm1k", "lastfm360k",
+                 "msd_taste", "lfm1b", "lfm2b", "yambda", "hetrec", "audioscrobbler", "movielens", "generic")
 SPLIT_STRATEGIES = ("temporal_user", "temporal_global", "leave_k_out", "random_user")
 POPULARITY_VARIANTS = ("plays_per_listener", "listeners", "plays")
 SEED_BETAS = (1, 10, 50, 200, 500, 1000, 10000)
@@ -74,7 +76,7 @@ class IngestConfig:
     """
 
     input_path: str
-    input_format: str = "listenbrainz"
+    input_format: str = "auto"
     tracks_path: str | None = None
     aliases_path: str | None = None
     columns: Mapping[str, str] | None = None
@@ -89,13 +91,16 @@ class IngestConfig:
 
     # The earliest listen each format's public releases hold (see README "Input formats").
     # MovieLens: ML-10M/20M/25M/32M start on 1995-01-09. ListenBrainz: its server refuses
-    # listens before 2002-10-01 (LISTEN_MINIMUM_TS). Last.fm 1K: Audioscrobbler scrobbles
-    # from 2002 (the oldest registration in its profile table is 2002). generic: a guard
-    # against epoch-zero and default dates. HetRec and Audioscrobbler have no timestamps.
+    # listens before 2002-10-01 (LISTEN_MINIMUM_TS), and its dumps start there. Last.fm 1K,
+    # LFM-1b, LFM-2b: Audioscrobbler scrobbles from 2002 (the oldest registration in 1K's profile
+    # table is 2002). Yambda: relative seconds from 1970-01-01 (pipeline.loaders.tables), no floor.
+    # generic: a guard against epoch-zero and default dates. The rest have no timestamps.
     FORMAT_MIN_TIMESTAMP = {
         "movielens": "1995-01-01T00:00:00Z", "lastfm1k": "2002-01-01T00:00:00Z",
-        "listenbrainz": "2002-10-01T00:00:00Z", "generic": "2000-01-01T00:00:00Z",
-        "hetrec": None, "audioscrobbler": None,
+        "lfm1b": "2002-01-01T00:00:00Z", "lfm2b": "2002-01-01T00:00:00Z",
+        "listenbrainz": "2002-10-01T00:00:00Z", "listenbrainz_dump": "2002-10-01T00:00:00Z",
+        "listenbrainz_spark": "2002-10-01T00:00:00Z", "generic": "2000-01-01T00:00:00Z",
+        "yambda": None, "hetrec": None, "audioscrobbler": None, "lastfm360k": None, "msd_taste": None,
     }
     RATING_MAPPINGS = ("binary", "threshold", "weight")
 
@@ -115,7 +120,7 @@ class IngestConfig:
             raise ValueError(f"max_play_count={self.max_play_count!r} is below min_play_count={self.min_play_count!r}; "
                              "use a larger value, or None for no upper limit")
         _one_of("rating_mapping", self.rating_mapping, self.RATING_MAPPINGS)
-        if self.rating_mapping != "binary" and self.input_format != "movielens":
+        if self.rating_mapping != "binary" and self.input_format not in ("movielens", "auto"):
             raise ValueError(f"rating_mapping={self.rating_mapping!r} applies to rated input (movielens); "
                              f"{self.input_format!r} has no ratings: leave it 'binary'")
         _in_range("rating_threshold", self.rating_threshold, 0.0, 10.0, lo_open=True)
@@ -142,6 +147,8 @@ class IngestConfig:
         import datetime as dt
 
         lo = self._instant("min_timestamp")
+        if lo is None and self.input_format == "auto":
+            raise ValueError("the format's floor needs the format: resolve input_format 'auto' first (loaders.resolve_format)")
         if lo is None and self.FORMAT_MIN_TIMESTAMP[self.input_format]:
             lo = dt.datetime.fromisoformat(self.FORMAT_MIN_TIMESTAMP[self.input_format].replace("Z", "+00:00"))
         as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.timezone.utc)

@@ -414,11 +414,11 @@ def partition_log(spark: "SparkSession", fmt: str, src: Path, out: Path, *, unti
     src, out = Path(src), Path(out)
     inter = src / "interactions" if (src / "interactions").exists() else src / "interactions.parquet"
     tracks_path = Path(tracks) if tracks else src / "tracks.parquet"
-    listens = loaders._read_parquet(spark, loaders._require(inter, "interactions/"), ("user_id", "recording_msid", "timestamp"))
-    meta = loaders._read_parquet(spark, loaders._require(tracks_path, "tracks.parquet"), ("recording_msid",))
+    listens = loaders.read_parquet(spark, loaders.require(inter, "interactions/"), ("user_id", "recording_msid", "timestamp"))
+    meta = loaders.read_parquet(spark, loaders.require(tracks_path, "tracks.parquet"), ("recording_msid",))
     ts = F.col("timestamp")
     if dict(listens.dtypes)["timestamp"] not in ("timestamp", "timestamp_ntz"):
-        ts = loaders._parse_timestamp(F.col("timestamp"))
+        ts = loaders.parse_timestamp(F.col("timestamp"))
     listens = listens.withColumn("date", F.to_date(ts))
     out.mkdir(parents=True, exist_ok=True)
     existing = {p.name for p in out.iterdir() if _PART.match(p.name)}

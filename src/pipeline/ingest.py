@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,19 +105,27 @@ def validate_stage(
 
     as_of = as_of or dt.datetime.now(dt.timezone.utc)
     out = IngestLayout(Path(out_dir))
+    fmt, recognised = loaders.resolve_format(cfg.input_format, cfg.input_path, columns=cfg.columns)
+    if fmt != cfg.input_format:
+        log.info("input_format auto: %s", recognised)
+        cfg = replace(cfg, input_format=fmt)
     lim = validate.limits(cfg, as_of)
     # One pass over the source: every row is checked and written once, into a folder per verdict (a write
     # partitioned by it), which then become validated/ and quarantine/. The suite and the counts read back
     # only the columns they need; nothing wide is cached.
     checked = out.root / "checked"
     what = f"validate: load the {cfg.input_format} batch, check and write each row"
+    scratch = out.root / "staging"  # what an archive's members are staged as; gone once the rows are written
+    shutil.rmtree(scratch, ignore_errors=True)
     with atomic_dir(checked) as tmp, jobs(spark, what):
         loaded = loaders.load(spark, cfg.input_format, cfg.input_path, tracks=cfg.tracks_path,
-                              aliases=cfg.aliases_path, columns=cfg.columns)
+                              aliases=cfg.aliases_path, columns=cfg.columns, scratch=scratch)
         raw = validate.with_rating_confidence(loaded.df, cfg.rating_mapping)
         tagged = validate.tag(raw, loaded.has_timestamps, lim)
         staged = tagged.select("*", F.when(F.col("rule").isNull(), "validated").otherwise("quarantine").alias(_VERDICT))
         staged.write.partitionBy(_VERDICT).parquet(str(tmp))
+    shutil.rmtree(scratch, ignore_errors=True)
+    release = {"recognised": recognised, **loaded.stats}
     rows = spark.read.schema(staged.schema).parquet(str(checked))  # the schema given: an empty batch has no files
     with jobs(spark, "validate: the Great Expectations suite"):
         report = validate.run_expectations(
@@ -149,7 +158,7 @@ def validate_stage(
                    "rating_threshold": lim.rating_threshold},
         "max_quarantine_share": cfg.max_quarantine_share, "quarantine_path": str(out.quarantine),
         **users,
-        "loader_stats": getattr(loaded, "stats", {}) or {},
+        "release": release.get("release", Path(loaded.source).name), "loader_stats": release,
         "expectations_failed": report["failed"], "success": report["success"],
     }
     _check_reconciles("validate", rows_in, rows_out, 0, quarantined)
@@ -157,7 +166,8 @@ def validate_stage(
     atomic_write_text(out.validate_summary, json.dumps(summary, indent=1))
     if not report["success"]:
         raise validate.ValidationFailed(loaded.source, report["failed"], summary)
-    log.info("validated %s: %d rows in, %d kept, %d quarantined", loaded.source, rows_in, rows_out, quarantined)
+    log.info("validated %s (%s, %s): %d rows in, %d kept, %d quarantined", loaded.source, loaded.fmt, recognised,
+             rows_in, rows_out, quarantined)
     return summary
 
 
@@ -278,7 +288,7 @@ def write_summary(out_dir: Path, v: dict[str, Any], d: dict[str, Any]) -> dict[s
     """The ingest summary over both stages; checks that the counts reconcile end to end."""
     summary = {
         **{k: d[k] for k in d if k not in {"rows_in", "rows_out", "quarantined"}},
-        "source": v["source"], "format": v["format"], "has_timestamps": v["has_timestamps"],
+        "source": v["source"], "format": v["format"], "release": v.get("release"), "has_timestamps": v["has_timestamps"],
         "rows_in": v["rows_in"], "rows_out": d["rows_out"], "duplicates": d["duplicates"],
         "quarantined": v["quarantined"], "quarantined_by_reason": v["quarantined_by_reason"],
         "loader_stats": v.get("loader_stats", {}),

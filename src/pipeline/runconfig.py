@@ -52,7 +52,8 @@ class RunConfig:
     input_path: str = _setting("data/demo", "Raw listens: a file or folder (relative paths are under $PIPELINE_HOME). "
                                "A folder of date=YYYY-MM-DD sub-folders is ingested as nightly increments: the "
                                "partitions up to the logical date not yet in the curated table.", minLength=1)
-    input_format: str = _setting("listenbrainz", "Which loader reads input_path.", enum=list(INPUT_FORMATS))
+    input_format: str = _setting("auto", "Which loader reads input_path; auto recognises each format from its layout "
+                                 "and names what it chose.", enum=list(INPUT_FORMATS))
     max_quarantine_share: float = _setting(0.01, "The run fails when more rows than this share are quarantined.",
                                            minimum=0, maximum=1)
     min_timestamp: str | None = _setting(None, "Earliest plausible listen, ISO-8601 (UTC when no zone is given); "

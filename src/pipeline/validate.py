@@ -33,7 +33,7 @@ LISTEN_COLUMNS = (
     "source_track_id", "timestamp", "play_count", "parse_error",
 )
 # a rule that keeps rows out by design (a low rating is not a positive), not because they are bad
-BY_DESIGN = ("rating_threshold",)
+BY_DESIGN = ("rating_threshold", "not_a_listen")
 # what to do about a rule that no setting relaxes
 _FIX = {
     "parse_error": "fix those values in the file (the reason names the column and value)",
@@ -133,6 +133,7 @@ def _rules(has_timestamps: bool, lim: Limits) -> list[tuple[str, "Column", "Colu
     n = F.col("play_count")
     rules = [
         ("parse_error", F.col("parse_error").isNotNull(), F.col("parse_error")),
+        ("not_a_listen", F.col("not_a_listen").isNotNull(), F.col("not_a_listen")),
         ("user_id", blank("user_id"), F.lit("user_id: null or blank")),
         ("track", no_track, F.lit("track: no MusicBrainz id, no artist+track name and no source id")),
         ("play_count", n.isNull(), F.lit("play_count: missing")),

@@ -1,0 +1,198 @@
+"""An input as it is published: a file, a folder, or an archive, read where it lies.
+
+Spark reads plain, ``.gz`` and ``.bz2`` text in place. What it cannot read in place, a member of
+a ``.tar``, ``.tar.gz``, ``.tar.bz2``, ``.tar.xz``, ``.tar.zst`` or ``.zip`` archive, or a
+``.zst``/``.xz`` file, is streamed into the stage's scratch folder in one pass: only the files the
+format reads, never the whole archive. A format that converts as it reads (the ListenBrainz JSON
+dump) takes the members as streams instead (:meth:`Release.streams`) and stages nothing of them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import fnmatch
+import gzip
+import itertools
+import lzma
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+__all__ = ["Release", "ARCHIVES", "archive_suffix", "plain_name"]
+
+ARCHIVES = (".tar.zst", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
+STREAMS = (".gz", ".bz2", ".zst", ".xz")  # one compressed file
+_IN_PLACE = ("", ".gz", ".bz2")  # what Spark's text reader decompresses itself
+
+
+def archive_suffix(name: str) -> str | None:
+    """The archive suffix of ``name`` (``.tar.zst``, ``.zip``, ...), or None when it is no archive."""
+    low = name.lower()
+    return next((s for s in ARCHIVES if low.endswith(s)), None)
+
+
+def _stream_suffix(name: str) -> str:
+    low = name.lower()
+    return next((s for s in STREAMS if low.endswith(s)), "")
+
+
+def plain_name(name: str) -> str:
+    """``name`` without its archive or compression suffix: ``listening-events.tsv.bz2`` -> ``listening-events.tsv``."""
+    suffix = archive_suffix(name) or _stream_suffix(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def _hidden(rel: PurePosixPath) -> bool:
+    return any(p.startswith((".", "_")) for p in rel.parts)
+
+
+def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - in requirements.txt
+        raise RuntimeError("reading .zst needs the zstandard package: pip install zstandard") from None
+    return zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw, read_across_frames=True)
+
+
+@contextmanager
+def _decompressed(path: Path) -> Iterator[IO[bytes]]:
+    """``path``'s bytes, decompressed by its suffix (a plain file as it is)."""
+    suffix = _stream_suffix(path.name)
+    with open(path, "rb") as raw:
+        if suffix == ".gz":
+            yield gzip.GzipFile(fileobj=raw)
+        elif suffix == ".bz2":
+            yield bz2.BZ2File(raw)
+        elif suffix == ".xz":
+            yield lzma.LZMAFile(raw)
+        elif suffix == ".zst":
+            yield _zstd_reader(raw)
+        else:
+            yield raw
+
+
+@contextmanager
+def _tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A tar archive opened as a stream (``r|``): members in order, one pass, no seeks."""
+    suffix = archive_suffix(path.name)
+    with open(path, "rb") as raw:
+        if suffix == ".tar.zst":
+            with tarfile.open(fileobj=_zstd_reader(raw), mode="r|") as tar:
+                yield tar
+        else:
+            mode = {".tar.gz": "r|gz", ".tgz": "r|gz", ".tar.bz2": "r|bz2", ".tar.xz": "r|xz"}.get(suffix, "r|")
+            with tarfile.open(fileobj=raw, mode=mode) as tar:
+                yield tar
+
+
+def _matches(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
+    name = plain_name(rel.name)
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+@dataclass
+class Release:
+    """A published input at ``path``; archive members the format reads are staged under ``scratch``.
+
+    ``wanted`` names (glob patterns, compression suffix aside) every file the format may read, so
+    one pass over an archive stages all of them.
+    """
+
+    path: Path
+    scratch: Path | None = None
+    wanted: tuple[str, ...] = ("*",)
+    _staged: list[Path] | None = field(default=None, repr=False)
+
+    @property
+    def is_archive(self) -> bool:
+        return self.path.is_file() and archive_suffix(self.path.name) is not None
+
+    @property
+    def name(self) -> str:
+        """The release's own name: the archive's or folder's, without suffixes."""
+        return plain_name(self.path.name)
+
+    def names(self, limit: int = 10_000) -> Iterator[str]:
+        """Relative names of the files here, lazily: a tar stream is read only as far as they are taken."""
+        if self.path.is_file() and not self.is_archive:
+            yield self.path.name
+        elif self.path.is_dir():
+            rels = (PurePosixPath(f.relative_to(self.path).as_posix()) for f in sorted(self.path.rglob("*")) if f.is_file())
+            yield from itertools.islice((str(r) for r in rels if not _hidden(r)), limit)
+        elif archive_suffix(self.path.name) == ".zip":
+            with zipfile.ZipFile(self.path) as z:
+                yield from [n for n in z.namelist() if not n.endswith("/") and not _hidden(PurePosixPath(n))][:limit]
+        else:
+            with _tar(self.path) as tar:
+                yield from itertools.islice((m.name for m in tar if m.isfile() and not _hidden(PurePosixPath(m.name))),
+                                            limit)
+
+    def find(self, *patterns: str) -> list[Path]:
+        """Files Spark can read whose name matches one of ``patterns``, in path order (staged when needed)."""
+        if self.path.is_file() and not self.is_archive:
+            files = [self.path]
+        elif self.path.is_dir():
+            files = [f for f in sorted(self.path.rglob("*"))
+                     if f.is_file() and _matches(PurePosixPath(f.relative_to(self.path).as_posix()), patterns)
+                     and not _hidden(PurePosixPath(f.relative_to(self.path).as_posix()))]
+        else:
+            files = [f for f in self._stage() if _matches(PurePosixPath(f.name), patterns)]
+        return [f if _stream_suffix(f.name) in _IN_PLACE else self._stage_stream(f) for f in files]
+
+    def streams(self, *patterns: str) -> Iterator[tuple[str, IO[bytes]]]:
+        """(relative name, decompressed bytes) of each file matching ``patterns``, in order, without staging."""
+        if not self.is_archive:
+            base = self.path.parent if self.path.is_file() else self.path
+            files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*"))
+            for f in files:
+                rel = PurePosixPath(f.relative_to(base).as_posix())
+                if f.is_file() and not _hidden(rel) and _matches(rel, patterns):
+                    with _decompressed(f) as stream:
+                        yield str(rel), stream
+        elif archive_suffix(self.path.name) == ".zip":
+            with zipfile.ZipFile(self.path) as z:
+                for n in z.namelist():
+                    rel = PurePosixPath(n)
+                    if not n.endswith("/") and not _hidden(rel) and _matches(rel, patterns):
+                        with z.open(n) as stream:
+                            yield n, stream
+        else:
+            with _tar(self.path) as tar:
+                for m in tar:
+                    rel = PurePosixPath(m.name)
+                    if m.isfile() and not _hidden(rel) and _matches(rel, patterns):
+                        yield m.name, tar.extractfile(m)
+
+    def _target(self, rel: str) -> Path:
+        if self.scratch is None:
+            raise ValueError(f"{self.path} must be staged to be read, and the loader was given no scratch folder")
+        parts = [p for p in PurePosixPath(rel).parts if p not in ("", ".", "..", "/")]
+        return self.scratch.joinpath(self.name, *parts)
+
+    def _stage(self) -> list[Path]:
+        """One pass over the archive: every member matching ``wanted`` copied to scratch, in member order."""
+        if self._staged is None:
+            staged = []
+            for rel, stream in self.streams(*self.wanted):
+                target = self._target(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(stream, out, 1 << 20)
+                staged.append(target)
+            self._staged = sorted(staged)
+        return self._staged
+
+    def _stage_stream(self, f: Path) -> Path:
+        """A ``.zst``/``.xz`` file decompressed into scratch (Spark's text reader does not decode them)."""
+        target = self._target(f"decoded/{plain_name(f.name)}")
+        if f.is_relative_to(self.scratch or Path("/nonexistent")):
+            target = f.with_name(plain_name(f.name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _decompressed(f) as stream, open(target, "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        return target
