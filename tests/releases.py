@@ -188,7 +188,7 @@ def msd_taste(root: Path) -> Made:
     """train_triplets.txt (user sha1, song id, count) and unique_tracks.txt (<SEP>), as train_triplets.txt.zip."""
     d = root / "taste-profile"
     d.mkdir()
-    songs = [f"SO{chr(65 + s)}AAAA12A8C13{s:03d}"[:18] for s in range(7)]
+    songs = [f"SO{chr(65 + s)}KIMP12A8C13{s:04d}" for s in range(7)]  # 18 characters, as in the MSD
     rows = [f"b80344d063b5ccb3212f76538f3d9e43d87dca9{u}\t{songs[(u * 3 + s) % 7]}\t{[1, 9667, 2, 5][(u + s) % 4]}\n"
             for u in range(5) for s in range(4)]
     (d / "train_triplets.txt").write_text("".join(rows))
@@ -252,3 +252,47 @@ def yambda(root: Path) -> Made:
                              "item_id": pa.array([7], pa.uint32()), "is_organic": pa.array([1], pa.uint8())}),
                    flat / "likes.parquet")
     return Made(flat, _tar(d, root / "yambda.tar"), 5, n, sum(p < 50 for p in pct))
+
+
+def dumps_from_log(log: Path, out: Path, days: list[dt.date], *, first_id: int = 2001) -> list[Path]:
+    """A synthetic log (``pipeline synth``'s layout) as ListenBrainz publishes it, night by night: a full dump
+    on ``days[0]`` with that day's incremental beside it (the same listens, as on the 1st and 15th), then one
+    incremental per later day holding the listens of that day. Returns the archives, oldest first."""
+    import pandas as pd
+
+    inter = pd.read_parquet(log / "interactions")
+    tracks = pd.read_parquet(log / "tracks.parquet").drop_duplicates("recording_msid").set_index("recording_msid")
+    inter = inter.join(tracks, on="recording_msid")
+    seconds = (pd.to_datetime(inter["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    users = {u: i + 1 for i, u in enumerate(sorted(inter["user_id"].unique()))}
+
+    def line(r, ts: int) -> str:
+        info = {"recording_msid": r.recording_msid, **({"recording_mbid": r.recording_mbid} if r.recording_mbid else {})}
+        return json.dumps({"user_id": users[r.user_id], "user_name": r.user_id, "timestamp": ts, "recording_msid":
+                           r.recording_msid, "track_metadata": {"artist_name": r.artist_name, "track_name": r.track_name,
+                                                                "additional_info": info}}, ensure_ascii=False)
+
+    def dump(kind: str, day: dt.date, dump_id: int, keep) -> Path:
+        end = dt.datetime.combine(day, dt.time(), tzinfo=UTC) + dt.timedelta(days=1, seconds=2)
+        d = out / f"listenbrainz-listens-dump-{dump_id}-{end:%Y%m%d-%H%M%S}-{kind}"
+        d.mkdir(parents=True)
+        _dump_metadata(d, end, kind == "incremental", end - dt.timedelta(days=1))
+        rows = inter[keep]
+        _write_listens(d, [(int(t), line(r, int(t))) for r, t in zip(rows.itertuples(), seconds[keep])])
+        archive = _tar(d, out / f"{d.name}.tar.zst")
+        import shutil
+
+        shutil.rmtree(d)
+        return archive
+
+    def day_of(day: dt.date):
+        lo = int(dt.datetime.combine(day, dt.time(), tzinfo=UTC).timestamp())
+        return (seconds >= lo) & (seconds < lo + 86_400)
+
+    # a dump is named by its end, just after midnight: the night of `day` is published on day + 1
+    made = [dump("full", days[0], first_id, seconds < int(dt.datetime.combine(days[0] + dt.timedelta(days=1), dt.time(),
+                                                                               tzinfo=UTC).timestamp())),
+            dump("incremental", days[0], first_id + 1, day_of(days[0]))]
+    for i, day in enumerate(days[1:]):
+        made.append(dump("incremental", day, first_id + 2 + i, day_of(day)))
+    return made

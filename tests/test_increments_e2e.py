@@ -1,12 +1,15 @@
-"""End to end: the nightly DAG on a date-partitioned input, two consecutive logical dates.
+"""End to end: the nightly DAG on ListenBrainz's dumps as published, three consecutive logical dates.
 
-Night 1 lands (`pipeline partition --until`), `airflow dags test` for that date ingests it; night 2
-lands, the next date's run ingests only night 2, keeps every id the map gave before, and trains
-on both nights.
+The input folder holds what a user downloads from ListenBrainz: a full listens dump (with that day's
+incremental beside it, as on the 1st and 15th) and one incremental dump per later night, each a
+``.tar.zst``. `airflow dags test` for each date ingests only the dump that night published, keeps every
+id the map gave before, and trains on the whole history; every listen is ingested once.
+(The date=YYYY-MM-DD layout through the DAG: tests/test_scheduler_e2e.py's landing run.)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import subprocess
@@ -16,15 +19,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from pipeline_runs import airflow_env
+from releases import dumps_from_log
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CONF = {"input_format": "listenbrainz", "ranks": [8], "reg_params": [0.1], "alphas": [0.5], "max_iters": [3],
+CONF = {"input_format": "auto", "ranks": [8], "reg_params": [0.1], "alphas": [0.5], "max_iters": [3],
         "betas": [10], "train_window_days": 0}
-
-
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 1200) -> tuple[str, str]:
@@ -41,45 +43,46 @@ def _idmap(home: Path) -> dict[str, dict[str, int]]:
     return {k: dict(pd.read_parquet(root / version / k)[["key", "id"]].values) for k in ("users", "tracks")}
 
 
-def test_two_nights_each_run_ingests_only_its_new_night(tmp_path):
+def test_three_nights_of_listenbrainz_dumps_each_run_ingests_only_its_new_dump(tmp_path):
     from pipeline import synth
 
     home = tmp_path / "home"
     env = airflow_env(home)
-    synth.generate(tmp_path / "log", n_listens=8000, n_users=120, n_tracks=600, start="2026-01-01", days=2, seed=5)
-    raw = home / "data" / "nightly"
-    landed = json.loads(_run([str(BIN / "pipeline"), "partition", "--input", str(tmp_path / "log"), "--out", str(raw),
-                              "--until", "2026-01-01"], env, 600)[0])
-    assert landed["written"] == ["date=2026-01-01"] and landed["after_until"] == 1
-    conf = json.dumps({**CONF, "input_path": str(raw)})
+    synth.generate(tmp_path / "log", n_listens=9000, n_users=120, n_tracks=600, start="2026-01-01", days=3, seed=5)
+    raw = home / "data" / "listenbrainz"
+    nights = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(3)]
+    full, same_day, *incrementals = dumps_from_log(tmp_path / "log", raw, nights)
     dags_test = [str(BIN / "airflow"), "dags", "test", "music_recs_nightly"]
+    conf = json.dumps({**CONF, "input_path": str(raw)})
+    curated = home / "curated" / "listenbrainz"
+    summaries, maps = [], []
+    for night in nights:
+        published = (night + dt.timedelta(days=1)).isoformat()  # a night's dump is named by its end, after midnight
+        _, log = _run([*dags_test, published, "-c", conf], env)
+        summaries.append(json.loads(next(home.glob(f"runs/{published}*/ingest/summary.json")).read_text()))
+        maps.append(_idmap(home))
+    assert "ListenBrainz dumps" in log and "listenbrainz_dump" in log
+    assert [s["ingested"] for s in summaries] == [["date=2026-01-02"], ["date=2026-01-03"], ["date=2026-01-04"]]
+    assert summaries[-1]["partitions"] == ["date=2026-01-02", "date=2026-01-03", "date=2026-01-04"]
+    records = [json.loads((curated / "listens" / p / "_partition.json").read_text()) for p in summaries[-1]["partitions"]]
+    assert [Path(r["source"]).name for r in records] == [full.name] + [f.name for f in incrementals]  # not same_day
+    assert all(r["format"] == "listenbrainz_dump" and r["quarantined"] == 0 for r in records)
+    for s in summaries:
+        assert s["rows_in"] == s["rows_out"] + s["duplicates"] + s["quarantined"]
+    for before, after in zip(maps, maps[1:]):
+        for kind in ("users", "tracks"):
+            assert {k: after[kind][k] for k in before[kind]} == before[kind]  # every old id keeps its meaning
 
-    _, log1 = _run([*dags_test, "2026-01-01", "-c", conf], env)
-    assert "is date-partitioned" in log1
-    curated = home / "curated" / "nightly"
-    first = json.loads(next(home.glob("runs/2026-01-01*/ingest/summary.json")).read_text())
-    assert first["ingested"] == ["date=2026-01-01"] and first["partitions"] == ["date=2026-01-01"]
-    map1 = _idmap(home)
-    record1 = (curated / "listens" / "date=2026-01-01" / "_partition.json").read_text()
-
-    landed = json.loads(_run([str(BIN / "pipeline"), "partition", "--input", str(tmp_path / "log"), "--out", str(raw),
-                              "--until", "2026-01-02"], env, 600)[0])
-    assert landed["written"] == ["date=2026-01-02"] and landed["already_there"] == ["date=2026-01-01"]
-    _run([*dags_test, "2026-01-02", "-c", conf], env)
-    second = json.loads(next(home.glob("runs/2026-01-02*/ingest/summary.json")).read_text())
-    assert second["ingested"] == ["date=2026-01-02"] and second["partitions"] == ["date=2026-01-01", "date=2026-01-02"]
-    assert second["rows_in"] == second["rows_out"] + second["duplicates"] + second["quarantined"]
-    assert (curated / "listens" / "date=2026-01-01" / "_partition.json").read_text() == record1  # night 1 untouched
-
-    map2 = _idmap(home)
-    for kind in ("users", "tracks"):
-        assert {k: map2[kind][k] for k in map1[kind]} == map1[kind]  # every old id keeps its meaning
-        assert len(map2[kind]) >= len(map1[kind])
-    assert len(map2["users"]) > len(map1["users"]) or len(map2["tracks"]) > len(map1["tracks"])
-    # the second run trains on the whole curated history (both nights), mapped with the newest map version
-    stats = json.loads(next(home.glob("runs/2026-01-02*/split/stats.json")).read_text())
-    assert stats["rows_in"] == second["history_rows"] == first["history_rows"] + second["rows_out"]
-    assert stats["idmap_version"] == second["idmap_version"] and stats["shape"] == [len(map2["users"]), len(map2["tracks"])]
+    # every listen of the log once: the curated history is the log's distinct listens, nothing twice
+    history = pd.read_parquet(curated / "listens")
+    assert not history.duplicated(["user_idx", "track_idx", "timestamp"]).any()
+    log_rows = pd.read_parquet(tmp_path / "log" / "interactions")
+    assert sum(r["rows_in"] for r in records) == len(log_rows)
+    assert len(history) == sum(r["rows_out"] for r in records) == summaries[-1]["history_rows"]
+    # the last night trains on the whole history, mapped with the newest map version
+    stats = json.loads(next(home.glob("runs/2026-01-04*/split/stats.json")).read_text())
+    assert stats["rows_in"] == summaries[-1]["history_rows"]
+    assert stats["idmap_version"] == summaries[-1]["idmap_version"]
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         states = db.execute("select logical_date, state from dag_run order by logical_date").fetchall()
-    assert [s for _, s in states] == ["success", "success"]
+    assert [s for _, s in states] == ["success"] * 3

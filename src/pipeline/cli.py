@@ -45,7 +45,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
         up_to = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
         curated = Path(args.curated) if args.curated else increments.default_curated_dir(args.input)
-        print(f"{args.input} is date-partitioned: ingesting the partitions up to {up_to} not yet in {curated}",
+        print(f"{args.input} is partitioned (date= folders or ListenBrainz dumps): ingesting the partitions up to {up_to} not yet in {curated}",
               file=sys.stderr)
         summary = increments.ingest_pending(cfg, curated, Path(args.out) / "partitions", up_to=up_to,
                                             idmap_root=idmap_root, spark=get_session("pipeline ingest"))

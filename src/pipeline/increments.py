@@ -5,6 +5,11 @@ Raw layout (detected automatically: an input folder whose children are ``date=``
     <input_root>/date=2026-01-01/   a complete input in the run's format
     <input_root>/date=2026-01-02/   (listenbrainz: interactions/ + tracks.parquet)
 
+or a folder of ListenBrainz dumps as downloaded, a partition per dump date (:func:`dump_partitions`)::
+
+    <input_root>/listenbrainz-listens-dump-2001-20260101-000003-full.tar.zst
+    <input_root>/listenbrainz-listens-dump-2003-20260102-000002-incremental.tar.zst
+
 Curated layout (``<PIPELINE_HOME>/curated/<input folder name>/`` by default)::
 
     dataset.json                    which raw root and format this table is built from
@@ -90,15 +95,73 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith((".", "_"))
 
 
+def _dump(p: Path) -> "re.Match[str] | None":
+    """The ListenBrainz dump name of ``p`` (an archive or the folder it extracts to), or None."""
+    from pipeline.loaders.listenbrainz import DUMP_NAME
+    from pipeline.loaders.release import plain_name
+
+    return DUMP_NAME.fullmatch(plain_name(p.name))
+
+
 def is_partitioned(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder with ``date=...`` sub-folders (the nightly-increments layout)."""
+    """True when ``path`` is a folder of ``date=...`` sub-folders or of ListenBrainz dumps (nightly increments)."""
     p = Path(path)
-    return p.is_dir() and any(c.is_dir() and _PART.match(c.name) for c in p.iterdir())
+    return p.is_dir() and _dump(p) is None and any((c.is_dir() and _PART.match(c.name)) or _dump(c) for c in p.iterdir())
+
+
+def dump_partitions(root: Path) -> tuple[list[RawPartition], list[str]]:
+    """A folder of ListenBrainz dumps as partitions: one dump per dump date, in date order; and what was left out.
+
+    ListenBrainz makes an incremental dump every day and a full one on the 1st and 15th, with the same
+    time as that day's incremental: the full holds every listen up to then, that incremental included
+    (listenbrainz-server, listenbrainz/dumps/manager.py). So on a day with both, the first partition
+    takes the full (the base) and a later one the incremental (the full adds nothing but what earlier
+    dumps hold). The same dump as archive and extracted folder counts once (the folder is read).
+    """
+    dumps: dict[str, Path] = {}
+    kinds, stray = set(), []
+    for c in sorted(root.iterdir()):
+        if not _visible(c) or c.name.endswith((".md5", ".sha256", ".txt")):
+            continue
+        m = _dump(c)
+        if m is None:
+            stray.append(c.name)
+            continue
+        kinds.add(m["kind"])
+        if m.group(0) not in dumps or c.is_dir():
+            dumps[m.group(0)] = c
+    if stray:
+        raise ValueError(f"{root} mixes ListenBrainz dumps with other entries {stray}; a folder of dumps holds only "
+                         "listenbrainz-*-dump-<id>-<date>-<time>-<full|incremental> archives or folders (move the rest "
+                         "away, or prefix it with '_' to be ignored)")
+    if len(kinds) > 1:
+        raise ValueError(f"{root} holds both listens (JSON) and Spark (Parquet) dumps; keep one kind per folder")
+    by_day: dict[dt.date, dict[str, Path]] = {}
+    for name, path in dumps.items():
+        m = _dump(path)
+        day = dt.datetime.strptime(m["date"], "%Y%m%d").date()
+        if m["type"] in by_day.setdefault(day, {}):
+            raise ValueError(f"{root} holds two {m['type']} dumps dated {day} ({by_day[day][m['type']].name}, {path.name}); "
+                             "keep one")
+        by_day[day][m["type"]] = path
+    parts, left_out = [], []
+    for i, day in enumerate(sorted(by_day)):
+        both = by_day[day]
+        pick = "full" if "full" in both and (i == 0 or "incremental" not in both) else "incremental"
+        parts.append(RawPartition(day, both[pick]))
+        left_out += [p.name for t, p in both.items() if t != pick]
+    return parts, left_out
 
 
 def raw_partitions(root: str | os.PathLike[str]) -> list[RawPartition]:
-    """The ``date=YYYY-MM-DD`` folders under ``root``, in date order; anything else visible is an error."""
+    """The ``date=YYYY-MM-DD`` folders (or ListenBrainz dumps) under ``root``, in date order; anything else
+    visible is an error."""
     root = Path(root)
+    if any(_dump(c) for c in root.iterdir()):
+        parts_, left_out = dump_partitions(root)
+        if left_out:
+            log.info("ListenBrainz dumps in %s held by another dump of the same day, not read: %s", root, left_out)
+        return parts_
     parts, stray = [], []
     for c in sorted(root.iterdir()):
         if not _visible(c):
@@ -133,8 +196,9 @@ def _raw_files(part: Path, known: Mapping[str, Mapping[str, Any]] | None = None)
     A file whose size and mtime match ``known`` keeps the known hash (not re-read).
     """
     out = []
-    for f in sorted(part.rglob("*")):
-        rel = f.relative_to(part)
+    base, files = (part.parent, [part]) if part.is_file() else (part, sorted(part.rglob("*")))  # a dump archive is one file
+    for f in files:
+        rel = f.relative_to(base)
         if not f.is_file() or any(not _visible(Path(x)) for x in rel.parts):
             continue
         st = f.stat()
@@ -216,8 +280,14 @@ def validate_pending(cfg: IngestConfig, curated: Path, work: Path, *, up_to: dt.
     """
     from pipeline import ingest
 
+    from pipeline import loaders
+
     root, curated, work = Path(cfg.input_path).resolve(), Path(curated), Path(work)
     parts = raw_partitions(root)
+    if parts and cfg.input_format == "auto":  # one format for the whole table: the first partition's
+        fmt, why = loaders.resolve_format("auto", parts[0].path, columns=cfg.columns)
+        log.info("input_format auto: %s (%s)", fmt, why)
+        cfg = replace(cfg, input_format=fmt)
     _check_dataset(curated, root, cfg.input_format)
     records = committed(curated)
     check_unchanged(parts, records, curated)
@@ -239,7 +309,8 @@ def validate_pending(cfg: IngestConfig, curated: Path, work: Path, *, up_to: dt.
     return {
         "increments": True, "input_root": str(root), "curated": str(curated), "work": str(work),
         "format": cfg.input_format, "up_to": up_to.isoformat(), "pending": [p.name for p in todo],
-        "validated": validated, "raw_files": raw_files, "has_timestamps": True,
+        "validated": validated, "raw_files": raw_files, "raw_paths": {p.name: str(p.path) for p in todo},
+        "has_timestamps": True,
         "rows_in": sum(s["rows_in"] for s in validated.values()),
         "quarantined": sum(s["quarantined"] for s in validated.values()),
     }
@@ -316,7 +387,8 @@ def commit_pending(validated: Mapping[str, Any], *, idmap_root: Path, spark: "Sp
                 log.info("%s is already ingested (a retry or another run committed it): skipped", name)
                 skipped.append(name)
                 continue
-            done.append(_commit_one(spark, curated, work / name, name, validated["validated"][name], root / name,
+            done.append(_commit_one(spark, curated, work / name, name, validated["validated"][name],
+                                    Path(validated.get("raw_paths", {}).get(name, root / name)),
                                     validated["raw_files"][name], idmap_root=Path(idmap_root), ingested_by=ingested_by))
             shutil.rmtree(work / name, ignore_errors=True)
     return run_summary(curated, dt.date.fromisoformat(validated["up_to"]), ingested=done, skipped=skipped,

@@ -231,7 +231,7 @@ def _increments(src: Path, as_of: dt.datetime | None) -> dict[str, str] | None:
         return None
     day = (as_of or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date()
     curated = increments.default_curated_dir(src)
-    log.info("input %s is date-partitioned (date=YYYY-MM-DD folders): nightly increments up to %s into %s",
+    log.info("input %s is partitioned (date=YYYY-MM-DD folders or ListenBrainz dumps): nightly increments up to %s into %s",
              src, day, curated)
     return {"curated": str(curated), "up_to": day.isoformat()}
 
