@@ -50,6 +50,7 @@ def _tar(folder: Path, archive: Path, mode: str = "w") -> Path:
             t.add(folder, arcname=folder.name)
         archive.write_bytes(zstandard.ZstdCompressor(level=3).compress(raw.getvalue()))
     else:
+        mode = {".tar.xz": "w:xz", ".tar.gz": "w:gz", ".tar.bz2": "w:bz2"}.get("".join(archive.suffixes[-2:]), mode)
         with tarfile.open(archive, mode) as t:
             t.add(folder, arcname=folder.name)
     return archive

@@ -208,9 +208,12 @@ def test_each_published_log_ingests_on_defaults_from_its_folder_and_through_auto
         assert s["n_users_mapped"] == made.users
         assert not (out / "staging").exists()  # what the archive staged is gone
         tracks = pq.read_table(out / "tracks").to_pandas()
-        if fmt not in ("yambda",):  # every release but Yambda ships names
+        # every release but Yambda ships names (the taste profile's in unique_tracks.txt, a download of its own)
+        if fmt != "yambda" and not (fmt == "msd_taste" and source == made.archive):
             assert tracks["artist_name"].notna().all(), tracks.head()
         listens.append(pq.read_table(out / "listens").to_pandas().sort_values("source_row").reset_index(drop=True))
+    if fmt == "msd_taste":  # the folder's song names key its tracks by name; the bare zip has only song ids
+        listens = [df.drop(columns="track_idx") for df in listens]
     pd.testing.assert_frame_equal(listens[0], listens[1])  # the archive gives the very rows the folder gives
 
 

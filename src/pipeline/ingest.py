@@ -125,7 +125,7 @@ def validate_stage(
         staged = tagged.select("*", F.when(F.col("rule").isNull(), "validated").otherwise("quarantine").alias(_VERDICT))
         staged.write.partitionBy(_VERDICT).parquet(str(tmp))
     shutil.rmtree(scratch, ignore_errors=True)
-    release = {"recognised": recognised, **loaded.stats}
+    release = {**loaded.stats, "recognised": recognised}
     rows = spark.read.schema(staged.schema).parquet(str(checked))  # the schema given: an empty batch has no files
     with jobs(spark, "validate: the Great Expectations suite"):
         report = validate.run_expectations(
