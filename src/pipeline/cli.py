@@ -45,8 +45,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
         up_to = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
         curated = Path(args.curated) if args.curated else increments.default_curated_dir(args.input)
-        print(f"{args.input} is partitioned (date= folders or ListenBrainz dumps): ingesting the partitions up to {up_to} not yet in {curated}",
-              file=sys.stderr)
+        print(f"{args.input} is partitioned (date= folders or ListenBrainz dumps): ingesting the partitions up to "
+              f"{up_to} not yet in {curated}", file=sys.stderr)
         summary = increments.ingest_pending(cfg, curated, Path(args.out) / "partitions", up_to=up_to,
                                             idmap_root=idmap_root, spark=get_session("pipeline ingest"))
         atomic_write_text(IngestLayout(Path(args.out)).summary, json.dumps(summary, indent=1))
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("ingest", help="load, validate (quarantine), canonical tracks, dedup, ID map")
-    add_flag(s, "--format", "input_format", required=True)
+    add_flag(s, "--format", "input_format")
     s.add_argument("--input", required=True)
     s.add_argument("--tracks")
     s.add_argument("--aliases")

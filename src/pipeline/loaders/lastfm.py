@@ -80,7 +80,8 @@ def _named(spark: "SparkSession", df: "DataFrame", tracks: Path | None, artists:
                       what=f"{tracks.name}: track-id, track-name, artist-id")
         df = df.join(t.select("source_track_id", "track_name").dropDuplicates(["source_track_id"]), "source_track_id", "left")
     if artists is not None:
-        a = read_text(spark, artists, sep="\t", names=["artist_id", "artist_name"], what=f"{artists.name}: artist-id, artist-name")
+        a = read_text(spark, artists, sep="\t", names=["artist_id", "artist_name"],
+                      what=f"{artists.name}: artist-id, artist-name")
         df = df.join(a.dropDuplicates(["artist_id"]), "artist_id", "left")
     return df
 

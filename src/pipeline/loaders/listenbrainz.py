@@ -168,8 +168,8 @@ def stage_json_dump(rel: "Release", out: Path) -> dict[str, Any]:
     if not any(m.endswith(".listens") for m in members):
         raise FileNotFoundError(f"{rel.path} holds no listens/<year>/<month>.listens files; expected a ListenBrainz "
                                 "listens dump (listenbrainz-listens-dump-<id>-<date>-<time>-full.tar.zst or its folder)")
-    return {**release_info(rel, {**metadata, "_members": members[:3]}), "listens_files": sum(m.endswith(".listens") for m in members),
-            "records": rows}
+    return {**release_info(rel, {**metadata, "_members": members[:3]}),
+            "listens_files": sum(m.endswith(".listens") for m in members), "records": rows}
 
 
 def json_dump(spark: "SparkSession", rel: "Release") -> Loaded:
