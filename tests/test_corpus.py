@@ -227,3 +227,35 @@ def test_a_listenbrainz_dump_names_its_release_and_reads_both_time_keys(spark, t
     rows = pq.read_table(tmp_path / "out" / "validated").to_pandas()
     assert rows["timestamp"].notna().all() and len(rows) == made.records  # 'timestamp' and the older 'listened_at'
 
+
+
+def test_a_text_release_compressed_as_one_file_is_read_where_it_lies(spark, tmp_path):
+    import gzip
+
+    import zstandard
+
+    made = releases.lastfm360k(tmp_path)
+    plays = made.folder / "usersha1-artmbid-artname-plays.tsv"
+    packed = {".gz": gzip.compress(plays.read_bytes()), ".zst": zstandard.ZstdCompressor().compress(plays.read_bytes())}
+    listens = []
+    for suffix, data in packed.items():
+        (tmp_path / suffix).mkdir()
+        f = tmp_path / suffix / f"{plays.name}{suffix}"
+        f.write_bytes(data)
+        s = ingest.ingest(IngestConfig(input_path=str(f)), tmp_path / f"out{suffix}", idmap_root=tmp_path / f"idmap{suffix}",
+                          spark=spark)
+        assert s["format"] == "lastfm360k" and s["rows_in"] == made.records and s["quarantined"] == 0
+        listens.append(pq.read_table(tmp_path / f"out{suffix}" / "listens").to_pandas().sort_values("source_row")
+                       .reset_index(drop=True))
+    pd.testing.assert_frame_equal(listens[0], listens[1])
+
+
+def test_a_truncated_dump_fails_in_one_line_naming_the_file(spark, tmp_path):
+    made = releases.listenbrainz_dump(tmp_path, n=400)
+    cut = tmp_path / "cut" / made.archive.name
+    cut.parent.mkdir()
+    cut.write_bytes(made.archive.read_bytes()[: made.archive.stat().st_size // 2])
+    with pytest.raises(ValueError) as e:
+        ingest.validate_stage(IngestConfig(input_path=str(cut)), tmp_path / "out", spark=spark)
+    assert str(e.value).startswith(f"{cut} could not be decompressed") and "download it again" in str(e.value)
+    assert "\n" not in str(e.value)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.loaders import lastfm, listenbrainz, tables
 from pipeline.loaders._spark import COLUMNS, Loaded, parse_timestamp, read_parquet, require
 from pipeline.loaders.detect import Detected, UnknownLayout, detect
-from pipeline.loaders.release import Release
+from pipeline.loaders.release import Release, damaged
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -94,6 +94,15 @@ def load(spark: "SparkSession", fmt: str, path: str | Path, *, tracks: str | Non
     if fmt not in FORMATS:
         raise ValueError(f"input_format {fmt!r} is not supported; choose one of auto, {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
-    loaded = spec.read(spark, Release(p, scratch, spec.files), Options(tracks, aliases, columns, sep))
+    release = Release(p, scratch, spec.files)
+    try:
+        loaded = spec.read(spark, release, Options(tracks, aliases, columns, sep))
+    except damaged() as exc:
+        if not (release.is_archive or p.suffix.lower() in (".gz", ".bz2", ".zst", ".xz")) or \
+                isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
+        raise ValueError(f"{p} could not be decompressed ({why}); the download is truncated or damaged: download it "
+                         "again (and check its .sha256)") from None
     stats: dict[str, Any] = {"recognised": why, "release": Release(p).name, **loaded.stats}
     return replace(loaded, stats=stats)

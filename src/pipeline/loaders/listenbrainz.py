@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, IO, Any
 
@@ -71,6 +74,7 @@ STAGED = ("source_row", "user_id", "track_mbid", "artist_name", "track_name", "s
 
 def _columns(table: "pa.Table", first_row: int) -> "pa.Table":
     """A parsed block in the staged schema: one row per listen, numbered from ``first_row``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -82,7 +86,7 @@ def _columns(table: "pa.Table", first_row: int) -> "pa.Table":
     n = table.num_rows
     null = pa.nulls(n, pa.string())
     return pa.table({
-        "source_row": pa.array(range(first_row, first_row + n), pa.int64()), "user_id": user, "track_mbid": mbid,
+        "source_row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)), "user_id": user, "track_mbid": mbid,
         "artist_name": pc.struct_field(meta, "artist_name"), "track_name": pc.struct_field(meta, "track_name"),
         "source_track_id": pc.coalesce(table.column("recording_msid"), pc.struct_field(info, "recording_msid")),
         "seconds": pc.coalesce(table.column("timestamp"), table.column("listened_at")), "time_text": null,
@@ -146,25 +150,63 @@ def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
         yield rest + b"\n"
 
 
+def _pieces(rel: "Release") -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(member, a block of listens, None) or (member, None, a metadata file's text), in archive order."""
+    for name, stream in rel.streams(*FILES["listenbrainz_dump"]):
+        base = name.rsplit("/", 1)[-1]
+        if base in METADATA:
+            yield name, None, "" if base == "COPYING" else stream.read(4096).decode("utf-8", "replace")
+        else:
+            yield from ((name, block, None) for block in _blocks(stream))
+
+
+def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items`` produced by a thread of its own, ``depth`` ahead: decompressing the next block while this one
+    is parsed (zstd, gzip and pyarrow release the GIL)."""
+    done = object()
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=produce, daemon=True, name="json-dump-reader").start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def stage_json_dump(rel: "Release", out: Path) -> dict[str, Any]:
-    """Parse every ``*.listens`` member of the dump into Parquet files under ``out``; returns what it read."""
+    """Parse every ``*.listens`` member of the dump into Parquet files under ``out``; returns what it read.
+
+    Three steps overlap: a thread decompresses and cuts blocks, this one parses them (pyarrow's own threads),
+    another writes the Parquet of the block before.
+    """
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, str] = {}
     members, rows, part = [], 0, 0
-    for name, stream in rel.streams(*FILES["listenbrainz_dump"]):
-        base = name.rsplit("/", 1)[-1]
-        if base in METADATA:
-            if base != "COPYING":
-                metadata[base] = stream.read(4096).decode("utf-8", "replace")
-            members.append(name)
-            continue
-        members.append(name)
-        for block in _blocks(stream):
+    with ThreadPoolExecutor(1, thread_name_prefix="json-dump-writer") as writer:
+        written = None
+        for name, block, text in _ahead(_pieces(rel)):
+            if not members or members[-1] != name:
+                members.append(name)
+            if block is None:
+                metadata[name.rsplit("/", 1)[-1]] = text
+                continue
             table = _parse(block, rows, name)
-            pq.write_table(table, out / f"part-{part:06d}.parquet", compression="zstd")
+            if written is not None:
+                written.result()
+            written = writer.submit(pq.write_table, table, out / f"part-{part:06d}.parquet", compression="lz4")
             rows, part = rows + table.num_rows, part + 1
+        if written is not None:
+            written.result()
     if not any(m.endswith(".listens") for m in members):
         raise FileNotFoundError(f"{rel.path} holds no listens/<year>/<month>.listens files; expected a ListenBrainz "
                                 "listens dump (listenbrainz-listens-dump-<id>-<date>-<time>-full.tar.zst or its folder)")

@@ -23,11 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-__all__ = ["Release", "ARCHIVES", "archive_suffix", "plain_name"]
+__all__ = ["Release", "ARCHIVES", "archive_suffix", "damaged", "plain_name"]
 
 ARCHIVES = (".tar.zst", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 STREAMS = (".gz", ".bz2", ".zst", ".xz")  # one compressed file
 _IN_PLACE = ("", ".gz", ".bz2")  # what Spark's text reader decompresses itself
+
+
+def damaged() -> tuple[type[BaseException], ...]:
+    """What decoders raise on a truncated or damaged download (each named by the caller with the file)."""
+    import zlib
+
+    import zstandard
+
+    return (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError, OSError,
+            zstandard.ZstdError)
 
 
 def archive_suffix(name: str) -> str | None:
