@@ -141,12 +141,12 @@ def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
         chunk = stream.read(_CHUNK)
         if not chunk:
             break
-        chunk = rest + chunk
+        chunk = rest + chunk if rest else chunk
         cut = chunk.rfind(b"\n") + 1
         rest, chunk = chunk[cut:], chunk[:cut]
-        if chunk.strip():
+        if chunk and not chunk.isspace():
             yield chunk
-    if rest.strip():
+    if rest and not rest.isspace():
         yield rest + b"\n"
 
 
@@ -203,7 +203,8 @@ def stage_json_dump(rel: "Release", out: Path) -> dict[str, Any]:
             table = _parse(block, rows, name)
             if written is not None:
                 written.result()
-            written = writer.submit(pq.write_table, table, out / f"part-{part:06d}.parquet", compression="lz4")
+            written = writer.submit(pq.write_table, table, out / f"part-{part:06d}.parquet", compression="lz4",
+                                    use_dictionary=False)  # a third faster to write; read once, then deleted
             rows, part = rows + table.num_rows, part + 1
         if written is not None:
             written.result()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import fnmatch
 import gzip
+import io
 import itertools
 import lzma
 import shutil
@@ -28,6 +29,7 @@ __all__ = ["Release", "ARCHIVES", "archive_suffix", "damaged", "plain_name"]
 ARCHIVES = (".tar.zst", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 STREAMS = (".gz", ".bz2", ".zst", ".xz")  # one compressed file
 _IN_PLACE = ("", ".gz", ".bz2")  # what Spark's text reader decompresses itself
+_TAR_BUFFER = 4 << 20  # bytes per read of a tar stream (tarfile reads 10 KB at a time by default)
 
 
 def damaged() -> tuple[type[BaseException], ...]:
@@ -86,18 +88,83 @@ def _decompressed(path: Path) -> Iterator[IO[bytes]]:
             yield raw
 
 
+class _Member:
+    """One tar member's bytes, read straight from the archive's decompressed stream (no copy in between)."""
+
+    def __init__(self, raw: IO[bytes], size: int):
+        self._raw, self.left = raw, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        parts = []
+        while n > 0:
+            got = self._raw.read(n)
+            if not got:
+                raise EOFError("the archive ends inside a member: it is truncated")
+            parts.append(got)
+            n -= len(got)
+            self.left -= len(got)
+        return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _skip(raw: IO[bytes], n: int) -> None:
+    while n > 0:
+        got = raw.read(min(n, _TAR_BUFFER))
+        if not got:
+            raise EOFError("the archive ends inside a member: it is truncated")
+        n -= len(got)
+
+
+def _tar_entries(raw: IO[bytes]) -> Iterator[tuple[str, _Member | None]]:
+    """(name, its bytes) of each regular file of an uncompressed tar stream, and (name, None) of the rest.
+
+    ``tarfile``'s stream mode copies every member through 10 KB reads and joins; this reads each member
+    in the sizes asked for. Headers are parsed by ``tarfile`` itself, with GNU long names and pax paths.
+    """
+    long_name = None
+    while True:
+        header = raw.read(512)
+        while header and len(header) < 512:  # a decompressor may return less than asked
+            more = raw.read(512 - len(header))
+            if not more:
+                raise EOFError("the archive ends inside a header: it is truncated")
+            header += more
+        if not header:  # tar and tarfile end an archive with zero blocks: without them, it was cut short
+            raise EOFError("the archive ends without its end-of-archive blocks: it is truncated")
+        if header.count(0) == 512:  # the end-of-archive blocks
+            return
+        info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        padded = -(-info.size // 512) * 512
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):
+            data = _Member(raw, padded).read()[: info.size]
+            if info.type == tarfile.GNUTYPE_LONGNAME:
+                long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif info.type == tarfile.XHDTYPE:
+                for record in data.decode("utf-8", "surrogateescape").split("\n"):
+                    if " path=" in record:
+                        long_name = record.split(" path=", 1)[1]
+            continue
+        name, long_name = long_name or info.name, None
+        member = _Member(raw, info.size) if info.isfile() else None
+        yield name, member
+        _skip(raw, (member.left if member else info.size) + padded - info.size)
+
+
 @contextmanager
-def _tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """A tar archive opened as a stream (``r|``): members in order, one pass, no seeks."""
+def _tar(path: Path) -> Iterator[Iterator[tuple[str, _Member | None]]]:
+    """A tar archive read as a stream: its entries in order, one pass, no seeks."""
     suffix = archive_suffix(path.name)
     with open(path, "rb") as raw:
         if suffix == ".tar.zst":
-            with tarfile.open(fileobj=_zstd_reader(raw), mode="r|") as tar:
-                yield tar
+            yield _tar_entries(_zstd_reader(raw))
+        elif suffix in (".tar.gz", ".tgz"):
+            yield _tar_entries(gzip.GzipFile(fileobj=raw))
+        elif suffix == ".tar.bz2":
+            yield _tar_entries(bz2.BZ2File(raw))
+        elif suffix == ".tar.xz":
+            yield _tar_entries(lzma.LZMAFile(raw))
         else:
-            mode = {".tar.gz": "r|gz", ".tgz": "r|gz", ".tar.bz2": "r|bz2", ".tar.xz": "r|xz"}.get(suffix, "r|")
-            with tarfile.open(fileobj=raw, mode=mode) as tar:
-                yield tar
+            yield _tar_entries(io.BufferedReader(raw, _TAR_BUFFER))
 
 
 def _matches(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
@@ -138,8 +205,8 @@ class Release:
             with zipfile.ZipFile(self.path) as z:
                 yield from [n for n in z.namelist() if not n.endswith("/") and not _hidden(PurePosixPath(n))][:limit]
         else:
-            with _tar(self.path) as tar:
-                yield from itertools.islice((m.name for m in tar if m.isfile() and not _hidden(PurePosixPath(m.name))),
+            with _tar(self.path) as entries:
+                yield from itertools.islice((n for n, m in entries if m is not None and not _hidden(PurePosixPath(n))),
                                             limit)
 
     def find(self, *patterns: str) -> list[Path]:
@@ -172,11 +239,11 @@ class Release:
                         with z.open(n) as stream:
                             yield n, stream
         else:
-            with _tar(self.path) as tar:
-                for m in tar:
-                    rel = PurePosixPath(m.name)
-                    if m.isfile() and not _hidden(rel) and _matches(rel, patterns):
-                        yield m.name, tar.extractfile(m)
+            with _tar(self.path) as entries:
+                for name, member in entries:
+                    rel = PurePosixPath(name)
+                    if member is not None and not _hidden(rel) and _matches(rel, patterns):
+                        yield name, member
 
     def _target(self, rel: str) -> Path:
         if self.scratch is None:
