@@ -278,9 +278,7 @@ def validate_pending(cfg: IngestConfig, curated: Path, work: Path, *, up_to: dt.
     Fails on a changed raw partition, on a partition that breaks the suite, and when no
     partition at or before ``up_to`` exists at all. Commits nothing.
     """
-    from pipeline import ingest
-
-    from pipeline import loaders
+    from pipeline import ingest, loaders
 
     root, curated, work = Path(cfg.input_path).resolve(), Path(curated), Path(work)
     parts = raw_partitions(root)

@@ -101,8 +101,8 @@ def load(spark: "SparkSession", fmt: str, path: str | Path, *, tracks: str | Non
         if not (release.is_archive or p.suffix.lower() in (".gz", ".bz2", ".zst", ".xz")) or \
                 isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
-        raise ValueError(f"{p} could not be decompressed ({why}); the download is truncated or damaged: download it "
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
+        raise ValueError(f"{p} could not be decompressed ({detail}); the download is truncated or damaged: download it "
                          "again (and check its .sha256)") from None
-    stats: dict[str, Any] = {"recognised": why, "release": Release(p).name, **loaded.stats}
+    stats: dict[str, Any] = {"recognised": why, "release": release.name, **loaded.stats}
     return replace(loaded, stats=stats)

@@ -194,13 +194,18 @@ class Release:
         """The release's own name: the archive's or folder's, without suffixes."""
         return plain_name(self.path.name)
 
+    def _tree(self) -> Iterator[tuple[Path, PurePosixPath]]:
+        """The visible files of a folder (or the one plain file), with their names relative to it, in path order."""
+        base, files = (self.path.parent, [self.path]) if self.path.is_file() else (self.path, sorted(self.path.rglob("*")))
+        for f in files:
+            rel = PurePosixPath(f.relative_to(base).as_posix())
+            if f.is_file() and not _hidden(rel):
+                yield f, rel
+
     def names(self, limit: int = 10_000) -> Iterator[str]:
         """Relative names of the files here, lazily: a tar stream is read only as far as they are taken."""
-        if self.path.is_file() and not self.is_archive:
-            yield self.path.name
-        elif self.path.is_dir():
-            rels = (PurePosixPath(f.relative_to(self.path).as_posix()) for f in sorted(self.path.rglob("*")) if f.is_file())
-            yield from itertools.islice((str(r) for r in rels if not _hidden(r)), limit)
+        if not self.is_archive:
+            yield from itertools.islice((str(rel) for _, rel in self._tree()), limit)
         elif archive_suffix(self.path.name) == ".zip":
             with zipfile.ZipFile(self.path) as z:
                 yield from [n for n in z.namelist() if not n.endswith("/") and not _hidden(PurePosixPath(n))][:limit]
@@ -212,11 +217,9 @@ class Release:
     def find(self, *patterns: str) -> list[Path]:
         """Files Spark can read whose name matches one of ``patterns``, in path order (staged when needed)."""
         if self.path.is_file() and not self.is_archive:
-            files = [self.path]
+            files = [self.path]  # the file the user pointed at, whatever its name
         elif self.path.is_dir():
-            files = [f for f in sorted(self.path.rglob("*"))
-                     if f.is_file() and _matches(PurePosixPath(f.relative_to(self.path).as_posix()), patterns)
-                     and not _hidden(PurePosixPath(f.relative_to(self.path).as_posix()))]
+            files = [f for f, rel in self._tree() if _matches(rel, patterns)]
         else:
             files = [f for f in self._stage() if _matches(PurePosixPath(f.name), patterns)]
         return [f if _stream_suffix(f.name) in _IN_PLACE else self._stage_stream(f) for f in files]
@@ -224,11 +227,8 @@ class Release:
     def streams(self, *patterns: str) -> Iterator[tuple[str, IO[bytes]]]:
         """(relative name, decompressed bytes) of each file matching ``patterns``, in order, without staging."""
         if not self.is_archive:
-            base = self.path.parent if self.path.is_file() else self.path
-            files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*"))
-            for f in files:
-                rel = PurePosixPath(f.relative_to(base).as_posix())
-                if f.is_file() and not _hidden(rel) and _matches(rel, patterns):
+            for f, rel in self._tree():
+                if _matches(rel, patterns):
                     with _decompressed(f) as stream:
                         yield str(rel), stream
         elif archive_suffix(self.path.name) == ".zip":
@@ -266,9 +266,8 @@ class Release:
 
     def _stage_stream(self, f: Path) -> Path:
         """A ``.zst``/``.xz`` file decompressed into scratch (Spark's text reader does not decode them)."""
-        target = self._target(f"decoded/{plain_name(f.name)}")
-        if f.is_relative_to(self.scratch or Path("/nonexistent")):
-            target = f.with_name(plain_name(f.name))
+        staged = self.scratch is not None and f.is_relative_to(self.scratch)  # a member already staged: beside it
+        target = f.with_name(plain_name(f.name)) if staged else self._target(f"decoded/{plain_name(f.name)}")
         target.parent.mkdir(parents=True, exist_ok=True)
         with _decompressed(f) as stream, open(target, "wb") as out:
             shutil.copyfileobj(stream, out, 1 << 20)
