@@ -61,6 +61,12 @@ _LINE_RULES = (  # (format, a test on the first line's fields), for one file who
 )
 
 
+def _dump(name: str, m: "re.Match[str]") -> Detected:
+    """A ListenBrainz dump, recognised by its published name (in ``name``)."""
+    fmt = "listenbrainz_dump" if m["kind"] == "listens" else "listenbrainz_spark"
+    return Detected(fmt, f"{name}: a ListenBrainz {m['kind']} dump (id {m['id']}, {m['type']})")
+
+
 def _first_line(path: Path) -> str:
     from pipeline.loaders.release import _decompressed
 
@@ -75,10 +81,8 @@ def detect(path: str | Path) -> Detected:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist; give the file, folder or archive that holds the listens")
-    m = DUMP_NAME.search(p.name)
-    if m:
-        fmt = "listenbrainz_dump" if m["kind"] == "listens" else "listenbrainz_spark"
-        return Detected(fmt, f"{p.name}: a ListenBrainz {m['kind']} dump (id {m['id']}, {m['type']})")
+    if m := DUMP_NAME.search(p.name):
+        return _dump(p.name, m)
     if p.is_dir() and ((p / "interactions").is_dir() or (p / "interactions.parquet").exists()):
         return Detected("listenbrainz", f"{p.name}: interactions/ + tracks.parquet (the seed's ListenBrainz layout)")
     release = Release(p)
@@ -94,10 +98,8 @@ def detect(path: str | Path) -> Detected:
         metadata = metadata or rel.name in ("SCHEMA_SEQUENCE", "TIMESTAMP", "START_TIMESTAMP")
         if metadata and rel.suffix == ".parquet":
             return Detected("listenbrainz_spark", f"{name} beside a dump's SCHEMA_SEQUENCE/TIMESTAMP: a ListenBrainz Spark dump")
-        if DUMP_NAME.search(name):
-            m = DUMP_NAME.search(name)
-            fmt = "listenbrainz_dump" if m["kind"] == "listens" else "listenbrainz_spark"
-            return Detected(fmt, f"{name}: a ListenBrainz {m['kind']} dump")
+        if m := DUMP_NAME.search(name):
+            return _dump(name, m)
     if p.is_file() and not archive_suffix(p.name):
         line = _first_line(p)
         fields = line.split("\t")
