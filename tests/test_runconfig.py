@@ -165,3 +165,31 @@ def test_cli_flags_that_set_a_run_param_take_its_default_type_and_choices():
                 assert action.choices == spec.get("enum"), (command, action.dest)
     assert {"input_format", "max_quarantine_share", "split_strategy", "split_fraction", "seed", "test_quantile",
             "train_window_days"} <= seen
+
+
+def _row(label, model, value, **params):
+    return {"label": label, "status": "ok", "params": {"model": model, **params},
+            "metrics": {"val_map_at_100": value}}
+
+
+def test_a_best_configuration_on_its_grids_edge_names_the_param_to_widen():
+    from pipeline.results import grid_axes, grid_edges
+
+    cfg = RunConfig(ranks=(16, 32, 64), reg_params=(0.03, 0.1, 0.3), alphas=(1.0,), max_iters=(15,),
+                    families=("popularity", "als", "item_knn"),
+                    engine_grids={"item_knn": [{"similarity": ["cosine"], "neighbours": [100, 500]}]})
+    axes = grid_axes(cfg)
+    board = [_row("rank 64", "als", 0.2, rank=64, reg_param=0.1, alpha=1.0, max_iter=15),
+             _row("knn 500", "item_knn", 0.19, similarity="cosine", neighbours=500),
+             _row("rank 32", "als", 0.18, rank=32, reg_param=0.03, alpha=1.0, max_iter=15)]
+    edges = grid_edges(board, axes, ["als"])
+    assert len(edges) == 1 and "rank=64 is the largest value of its grid (16, 32, 64): widen ranks above it" in edges[0]
+    # an interior best, or an axis of one value (alpha, max_iter here), says nothing
+    assert grid_edges(board[2:], axes, ["als"]) == [
+        "rank 32 is the best als configuration and its reg_param=0.03 is the smallest value of its grid "
+        "(0.03, 0.1, 0.3): widen reg_params below it"]
+    assert grid_edges(board[1:2], axes, ["item_knn", "als"]) == [
+        "knn 500 is the best item_knn configuration and its neighbours=500 is the largest value of its grid "
+        "(100, 500): widen engine_grids['item_knn'] neighbours above it"]
+    # under successive halving an early-stopped configuration's iterations are no edge
+    assert "max_iter" not in grid_axes(RunConfig(max_iters=(15,), halving_rate=2))["als"]

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SELECT_METRIC", "leaderboard", "select_best", "best_popularity", "paired_comparisons", "few_users"]
+__all__ = ["SELECT_METRIC", "leaderboard", "select_best", "best_popularity", "paired_comparisons", "few_users",
+           "grid_axes", "grid_edges"]
 
 SELECT_METRIC = "val_map_at_{k}"
 
@@ -81,3 +82,46 @@ def few_users(n_users: int, n_cold: int, which: str, minimum: int) -> str | None
             f"{n_cold} more had {which} listens but no train history (cold), and the rest of the users had no "
             f"listens in the {which} window; its metrics and intervals are wide, a longer window or more data "
             "would narrow them")
+
+
+def grid_axes(cfg: Any) -> dict[str, dict[str, tuple[Sequence[Any], str]]]:
+    """A run's grids as :func:`grid_edges` reads them: family -> parameter -> (values, the DAG param).
+
+    ALS's iterations are an axis only without successive halving (its rungs stop configurations
+    early by design); an engine family's values are the union over its grid's products.
+    """
+    axes: dict[str, dict[str, tuple[Sequence[Any], str]]] = {"als": {
+        "rank": (cfg.ranks, "ranks"), "reg_param": (cfg.reg_params, "reg_params"), "alpha": (cfg.alphas, "alphas"),
+        **({"max_iter": (cfg.max_iters, "max_iters")} if cfg.halving_rate == 1 else {})}}
+    for c in cfg.engine_configs():
+        family = axes.setdefault(c.family, {})
+        for name, value in c.params().items():
+            if name not in ("model", "objective", "seed"):
+                values, _ = family.get(name, ((), ""))
+                family[name] = ((*values, value), f"engine_grids['{c.family}'] {name}")
+    return axes
+
+
+def grid_edges(board: Sequence[dict[str, Any]], axes: dict[str, dict[str, tuple[Sequence[Any], str]]],
+               families: Sequence[str]) -> list[str]:
+    """Where the best configuration of each of ``families`` sits on an edge of its grid, one line each.
+
+    ``axes`` is family -> parameter -> (the grid's values, the DAG param that sets them); an axis
+    with fewer than two numeric values has no edge to report. The line names the param to widen.
+    """
+    ok = [r for r in board if r["status"] == "ok"]
+    out = []
+    for family in dict.fromkeys(families):
+        best = next((r for r in ok if r["params"].get("model") == family), None)
+        if best is None:
+            continue
+        for name, (values, setting) in axes.get(family, {}).items():
+            grid = sorted({v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            value = best["params"].get(name)
+            if len(grid) < 2 or value not in (grid[0], grid[-1]):
+                continue
+            side, beyond = ("largest", "above") if value == grid[-1] else ("smallest", "below")
+            out.append(f"{best['label']} is the best {family} configuration and its {name}={value:g} is the "
+                       f"{side} value of its grid ({', '.join(f'{v:g}' for v in grid)}): widen {setting} "
+                       f"{beyond} it")
+    return out

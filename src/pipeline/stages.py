@@ -528,7 +528,7 @@ def select(ref: RunRef) -> dict[str, Any]:
     drops out. When no configuration ran because an upstream task failed, it says which.
     """
     from pipeline import report
-    from pipeline.results import few_users, leaderboard, paired_comparisons, select_best
+    from pipeline.results import few_users, grid_axes, grid_edges, leaderboard, paired_comparisons, select_best
 
     lay = ref.layout
     _check_upstream(lay)
@@ -544,6 +544,12 @@ def select(ref: RunRef) -> dict[str, Any]:
     if halving and halving.rate > 1:
         notes.append(f"The ALS sweep ran by {halving}; a configuration stopped early is listed at the iterations "
                      "it reached.")
+    edges = grid_edges(board, grid_axes(run.cfg), [best["params"].get("model"), "als"])
+    for edge in edges:
+        log.warning("grid edge: %s", edge)
+    notes += [f"Grid edge: {edge}." for edge in edges]
+    if edges:
+        tracking.set_tags(run.parent, {"pipeline.warning.grid_edge": "; ".join(edges)})
     warning = few_users(int(best["metrics"]["val_n_users"]), int(best["metrics"]["val_n_cold_users"]), "validation",
                         run.cfg.min_eval_users)
     if warning:
