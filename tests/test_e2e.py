@@ -95,15 +95,15 @@ def test_the_terminal_shows_one_line_per_task_the_report_and_the_log_file(demo_r
     assert re.fullmatch(r"[\d,]+ listens, [\d,]+ duplicates dropped", figures["dedup_and_map"])
     assert re.fullmatch(r"train [\d,]+, val [\d,]+, test [\d,]+", figures["split"])
     assert re.fullmatch(r"4 configurations, best .+ val MAP@100 0\.\d{4}", figures["popularity_sweep"])
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=2 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=2 log: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
                         r"\(2 done, 0 failed\)",
                         figures["als_sweep"])
     assert figures["halve_1"] == "rung 1: 1 of 2 finished configurations go on to 4 iterations"
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=4 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=4 log: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
                         r"\(1 done, 0 failed\)",
                         figures["als_rung_1"])
     assert figures["halve_2"] == "rung 2: 1 of 1 finished configurations go on to 6 iterations"
-    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 linear: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
+    assert re.fullmatch(r"spark rank=16 reg=0.1 alpha=\S+ iters=6 log: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
                         r"\(1 done, 0 failed\)",
                         figures["als_rung_2"])
     assert re.fullmatch(r"item_knn similarity=cosine K=2 input=binary: val MAP@100 0\.\d{4} \(fit \d+ s\)  "
@@ -271,8 +271,8 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         rows = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                           "where task_id = 'als_sweep' order by map_index").fetchall()
-    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=2 linear",
-                                    "spark rank=16 reg=0.1 alpha=2 iters=2 linear"]
+    assert [r[1] for r in rows] == ["spark rank=16 reg=0.1 alpha=0.5 iters=2 log",
+                                    "spark rank=16 reg=0.1 alpha=2 iters=2 log"]
     c = tracking.client()
     exp = c.get_experiment_by_name("music-recs").experiment_id
     for map_index, _, run_id in rows:
@@ -285,7 +285,7 @@ def test_sweep_tasks_have_readable_map_indexes_and_plugin_links_find_their_runs(
                                                  "where task_id = 'als_rung_1'").fetchall()
     found = c.search_runs([exp], mlflow_links.search_filter(dag_id="music_recs_nightly", run_id=run_id,
                                                             task_id="als_rung_1", map_index=map_index))
-    assert len(found) == 1 and found[0].data.params["max_iter"] == "4" and label.endswith("iters=4 linear")
+    assert len(found) == 1 and found[0].data.params["max_iter"] == "4" and label.endswith("iters=4 log")
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         (map_index, label, run_id), = db.execute("select map_index, rendered_map_index, run_id from task_instance "
                                                  "where task_id = 'engine_sweep'").fetchall()

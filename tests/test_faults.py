@@ -32,7 +32,7 @@ from cluster_fixtures import SCRIPTS, free_port, run_script, service_env
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.spark]
 
 # three ALS configurations, each its own Spark application on the standalone cluster
-CONF = {"ranks": [8], "reg_params": [0.01, 0.1, 1.0], "alphas": [0.5], "max_iters": [4], "betas": [10],
+CONF = {"ranks": [8], "reg_params": [0.01, 0.1, 1.0], "alphas": [0.5], "max_iters": [4], "halving_rate": 1, "betas": [10],
         "index_kinds": [], "health_checks": "flag"}
 SWEEP = {"als_sweep"}
 

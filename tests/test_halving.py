@@ -9,7 +9,7 @@ import pytest
 from pipeline.halving import plan, survivors
 from pipeline.runconfig import RunConfig
 
-SEED_GRID = {"ranks": [10, 20, 25], "reg_params": [0.001, 0.01, 0.1], "alphas": [0.1, 0.5, 0.8, 1.2]}
+SEED_GRID = {"ranks": [10, 20, 25], "reg_params": [0.001, 0.01, 0.1], "alphas": [0.1, 0.5, 0.8, 1.2], "max_iters": [10]}
 
 
 def test_the_seed_grid_halves_by_three_in_half_the_iterations():
@@ -43,7 +43,7 @@ def test_a_budget_too_small_and_several_max_iters_are_refused_with_the_param_nam
 
 
 def test_without_halving_the_grid_is_one_rung_as_before():
-    cfg = RunConfig(max_iters=[5, 10])
+    cfg = RunConfig(ranks=[10, 20], reg_params=[0.01, 0.1], alphas=[0.5], max_iters=[5, 10], halving_rate=1)
     assert cfg.als_rung(0) == cfg.als_configs() and len(cfg.als_rung(0)) == 8
     assert cfg.als_rung(1) == cfg.als_rung(2) == []
 
@@ -120,13 +120,13 @@ def test_one_application_fits_its_share_as_one_application_each_would_and_a_retr
     from pipeline_runs import isolated_home
 
     params = {"ranks": [4, 8], "reg_params": [0.1], "alphas": [0.5], "max_iters": [3], "betas": [100],
-              "als_applications": 1}
+              "als_applications": 1, "halving_rate": 1}
     with isolated_home(tmp_path / "home", n_listens=15_000, seed=5):
         ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id="shared", run_key="shared")
         stages.start(ref, params)
         stages.split(ref, stages.dedup(ref, stages.validate(ref)))
         (submit,) = stages.als_submit_kwargs(ref)
-        assert submit["name"] == "spark rank=4 reg=0.1 alpha=0.5 iters=3 linear +1 more"
+        assert submit["name"] == "spark rank=4 reg=0.1 alpha=0.5 iters=3 log +1 more"
         shared = als_job.main(submit["application_args"])
         assert [r["status"] for r in shared] == ["ok", "ok"]
         # the same configurations, each in an application of its own, into another folder

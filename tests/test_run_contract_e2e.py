@@ -89,7 +89,7 @@ def test_a_failing_popularity_variant_never_stops_the_als_sweep(home, tmp_path):
 
         shutil.rmtree(p)
     conf = {"input_path": str(home / "data" / "demo"), "ranks": [8], "reg_params": [0.1], "alphas": [1.0],
-            "max_iters": [2, 3], "betas": [10], "engine": "implicit", "index_kinds": ["hnsw_ip"], "hnsw_M": [8],
+            "max_iters": [2, 3], "halving_rate": 1, "betas": [10], "engine": "implicit", "index_kinds": ["hnsw_ip"], "hnsw_M": [8],
             "hnsw_ef_construction": 40}
     out = _dags_test(_env(home, extra_path=tmp_path), conf)
     log = out.stdout + out.stderr
@@ -108,7 +108,7 @@ def test_a_failing_popularity_variant_never_stops_the_als_sweep(home, tmp_path):
     for task in ("select_best", "test_eval", "build_index", "promote"):
         assert states[task] == ["success"], (task, states)
     labels = sorted(m for task, _, m in rows if task == "als_sweep")
-    assert labels == ["implicit rank=8 reg=0.1 alpha=1 iters=2 linear", "implicit rank=8 reg=0.1 alpha=1 iters=3 linear"]
+    assert labels == ["implicit rank=8 reg=0.1 alpha=1 iters=2 log", "implicit rank=8 reg=0.1 alpha=1 iters=3 log"]
 
     os.environ["PIPELINE_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -19,7 +19,10 @@ def test_defaults_are_a_valid_run_and_round_trip_through_params():
     cfg = RunConfig()
     assert RunConfig.from_params(cfg.to_params()) == cfg
     assert RunConfig.from_params(json.loads(json.dumps(cfg.to_params()))) == cfg  # what an XCom or a conf holds
-    assert len(cfg.als_configs()) == 4 and len(cfg.popularity_configs()) == 9
+    assert len(cfg.als_configs()) == 9 and len(cfg.popularity_configs()) == 9
+    # the default ALS sweep halves its nine configurations by three: 9 fits of 2 iterations, 3 of 6, 1 of 15
+    assert str(cfg.als_plan()) == ("successive halving (rate 3): 9 at 2 iterations → 3 at 6 iterations → 1 at 15 "
+                                   "iterations; 51 of 135 iterations")
 
 
 @pytest.mark.parametrize("params, message", [
@@ -88,10 +91,10 @@ def test_families_sweep_their_grids_with_readable_unique_labels():
 
 def test_grid_labels_and_keys_are_unique_for_any_grid():
     cfg = RunConfig.from_params({"ranks": [10, 20], "reg_params": [0.1, 0.1000001, 1e-05], "alphas": [0.5, 2],
-                                 "max_iters": [5, 10], "betas": [1, 1.5, 10]})
+                                 "max_iters": [5, 10], "halving_rate": 1, "betas": [1, 1.5, 10]})
     als = cfg.als_configs()
     assert len(als) == 24 and len({c.label for c in als}) == 24 and len({c.key for c in als}) == 24
-    assert als[0].label == "spark rank=10 reg=0.1 alpha=0.5 iters=5 linear"
+    assert als[0].label == "spark rank=10 reg=0.1 alpha=0.5 iters=5 log"
     assert {c.label for c in als if c.max_iter == 10} and {c.label for c in als if c.max_iter == 5}
     pops = cfg.popularity_configs()
     assert len({c.label for c in pops}) == len(pops) == 5

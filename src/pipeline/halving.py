@@ -74,8 +74,8 @@ def plan(n_configs: int, max_iter: int, rate: int, budget: int | None = None) ->
     """The rungs for ``n_configs`` configurations; ``rate`` 1 is the plain grid (one rung at ``max_iter``)."""
     if rate < 1:
         raise ValueError(f"param halving_rate={rate!r} must be >= 1 (1: no halving)")
-    if rate == 1 or n_configs <= 1:
-        return Plan(rate, (n_configs,), (max_iter,))
+    if rate == 1 or n_configs <= 1:  # one configuration has nothing to halve: the plain grid
+        return Plan(1, (n_configs,), (max_iter,))
     if budget is None:
         first = max(MIN_FIRST_RUNG, round(max_iter / rate ** (RUNGS - 1)))
         return _plan(n_configs, max_iter, rate, min(max_iter, first))

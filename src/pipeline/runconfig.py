@@ -96,12 +96,15 @@ class RunConfig:
                        "every combination of each product is one configuration. Only the families listed in "
                        "families are swept; a family left out here takes its default grid.")
     betas: tuple[float, ...] = _setting(SEED_BETAS, "Damping values for the plays-per-listener baseline.", minimum=0)
-    ranks: tuple[int, ...] = _setting((10, 20), "ALS grid: rank.", minimum=1, maximum=1024)
-    reg_params: tuple[float, ...] = _setting((0.01, 0.1), "ALS grid: regParam.", minimum=0)
-    alphas: tuple[float, ...] = _setting((0.5,), "ALS grid: alpha (confidence = 1 + alpha * plays).",
-                                         exclusiveMinimum=0)
-    max_iters: tuple[int, ...] = _setting((10,), "ALS grid: maxIter.", minimum=1, maximum=1000)
-    halving_rate: int = _setting(1, "ALS sweep by successive halving: 1 fits every configuration for max_iters; a "
+    # The ALS defaults were chosen on real play counts (benchmarks/results/engines.md, issue #42):
+    # log confidence, and Spark's regParam (scaled by each row's count) around 0.3.
+    ranks: tuple[int, ...] = _setting((32,), "ALS grid: rank.", minimum=1, maximum=1024)
+    reg_params: tuple[float, ...] = _setting((0.1, 0.3, 1.0), "ALS grid: regParam (Spark scales it by each user's "
+                                             "and track's number of train pairs).", minimum=0)
+    alphas: tuple[float, ...] = _setting((0.3, 1.0, 3.0), "ALS grid: alpha (confidence = 1 + alpha * f(plays), f "
+                                         "set by confidence).", exclusiveMinimum=0)
+    max_iters: tuple[int, ...] = _setting((15,), "ALS grid: maxIter.", minimum=1, maximum=1000)
+    halving_rate: int = _setting(3, "ALS sweep by successive halving: 1 fits every configuration for max_iters; a "
                                     "rate of 2 or more fits every one for a few iterations, keeps the best "
                                     "1/rate by validation MAP@K and fits those rate times longer, in up to 3 "
                                     "rungs, the last at max_iters.", minimum=1, maximum=100)
@@ -113,7 +116,8 @@ class RunConfig:
                                         "among at most n applications, each reading train once and fitting its "
                                         "share one after another, which saves every fit Spark's start on one "
                                         "machine.", minimum=0, maximum=1024)
-    confidence: str = _setting("linear", "Play counts as ALS ratings: linear or log1p.", enum=["linear", "log"])
+    confidence: str = _setting("log", "Play counts as ALS ratings: log (log1p: a track played thousands of times "
+                                      "does not drown the rest) or linear.", enum=["linear", "log"])
     engine: str = _setting("spark", "ALS engine: Spark (submitted to spark_default) or implicit (single machine).",
                            enum=["spark", "implicit"])
     # -- the serving index
@@ -231,7 +235,8 @@ class RunConfig:
         configs = self.als_configs()
         if self.halving_rate > 1 and len(self.max_iters) > 1:
             raise ValueError(f"param max_iters={list(self.max_iters)!r} takes one value with halving_rate="
-                             f"{self.halving_rate}: the last rung's iterations (the rungs before it take fewer)")
+                             f"{self.halving_rate}: the last rung's iterations (the rungs before it take fewer); or set "
+                             "halving_rate 1 to fit every value in full")
         return plan(len(configs), max(self.max_iters), self.halving_rate, self.halving_budget)
 
     def als_rung(self, rung: int) -> list[AlsConfig]:
