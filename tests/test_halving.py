@@ -129,6 +129,14 @@ def test_one_application_fits_its_share_as_one_application_each_would_and_a_retr
         assert submit["name"] == "spark rank=4 reg=0.1 alpha=0.5 iters=3 log +1 more"
         shared = als_job.main(submit["application_args"])
         assert [r["status"] for r in shared] == ["ok", "ok"]
+        # the better rank is an edge of the grid (4, 8): the leaderboard, the log and MLflow say which param to widen
+        best = stages.select(ref)
+        rank = best["params"]["rank"]
+        side = "largest value of its grid (4, 8): widen ranks above" if rank == 8 else \
+            "smallest value of its grid (4, 8): widen ranks below"
+        assert f"Grid edge: {best['label']} is the best als configuration and its rank={rank} is the {side} it." in \
+            ref.layout.leaderboard_table.read_text().splitlines()
+        assert side in tracking.client().get_run(stages.Run.open(ref).parent).data.tags["pipeline.warning.grid_edge"]
         # the same configurations, each in an application of its own, into another folder
         args = submit["application_args"]
         configs = json.loads(args[args.index("--config") + 1])
