@@ -25,8 +25,9 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# the test is about ingest: the cheapest training (implicit on the driver, exact search only) keeps three nights short
 CONF = {"input_format": "auto", "ranks": [8], "reg_params": [0.1], "alphas": [0.5], "max_iters": [3],
-        "betas": [10], "train_window_days": 0}
+        "betas": [10], "train_window_days": 0, "engine": "implicit", "index_kinds": []}
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 1200) -> tuple[str, str]:
