@@ -196,3 +196,27 @@ def test_a_best_configuration_on_its_grids_edge_names_the_param_to_widen():
         "(100, 500): widen engine_grids['item_knn'] neighbours above it"]
     # under successive halving an early-stopped configuration's iterations are no edge
     assert "max_iter" not in grid_axes(RunConfig(max_iters=(15,), halving_rate=2))["als"]
+
+
+def test_an_empty_exclude_seen_is_decided_from_the_log_at_split_and_read_by_every_later_task(tmp_path, monkeypatch):
+    from pipeline import stages
+    from pipeline.data import SplitData
+    from pipeline.split import seen_protocol
+
+    assert seen_protocol(has_timestamps=False, fmt="hetrec")[0] is True  # plays summed per pair
+    assert seen_protocol(has_timestamps=True, fmt="movielens")[0] is True  # one rating per pair
+    value, why = seen_protocol(has_timestamps=True, fmt="listenbrainz")
+    assert value is False and "replay" in why
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    ref = stages.RunRef(dag_id="music_recs_nightly", dag_run_id="r1", run_key="r1")
+    ref.layout.root.mkdir(parents=True)
+    ref.layout.record.write_text(json.dumps({"config": RunConfig().to_params()}))
+    assert RunConfig().exclude_seen is None and stages.Run.open(ref).cfg.exclude_seen is None  # before the split
+    stats = SplitData(ref.layout.split).stats_path
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"exclude_seen": {"value": True, "why": "no timestamps"}}))
+    run = stages.Run.open(ref)
+    assert run.cfg.exclude_seen is True and run.cfg.eval().exclude_seen is True and run.cfg.protocol == "exclude_seen"
+    # what the user set is never overridden
+    ref.layout.record.write_text(json.dumps({"config": RunConfig(exclude_seen=False).to_params()}))
+    assert stages.Run.open(ref).cfg.exclude_seen is False

@@ -80,7 +80,11 @@ class RunConfig:
                                     exclusiveMinimum=0, maximum=1)
     seed: int = _setting(0, "Seed of the random_user split and of every model fit.", minimum=0)
     k: int = _setting(100, "K of P/MAP/NDCG@K.", minimum=1, maximum=1000)
-    exclude_seen: bool = _setting(False, "Drop tracks seen in train from the rankings (right for one-row-per-pair data).")
+    exclude_seen: bool | None = _setting(
+        None, "Drop the tracks a user heard in train from their rankings. Empty: decided at split from the log "
+              "(pipeline.split.seen_protocol): true for one row per (user, track) pair (no timestamps, or "
+              "ratings), where a held-out pair is never a train pair; false for a listening log, where "
+              "listeners replay.")
     bootstrap_resamples: int = _setting(1000, "Bootstrap resamples of the evaluated users behind every metric's 95% "
                                               "interval (seeded by seed; the same resamples for every model).",
                                         minimum=1000)
@@ -235,8 +239,8 @@ class RunConfig:
         configs = self.als_configs()
         if self.halving_rate > 1 and len(self.max_iters) > 1:
             raise ValueError(f"param max_iters={list(self.max_iters)!r} takes one value with halving_rate="
-                             f"{self.halving_rate}: the last rung's iterations (the rungs before it take fewer); or set "
-                             "halving_rate 1 to fit every value in full")
+                             f"{self.halving_rate}: the last rung's iterations (the rungs before it take fewer); "
+                             "or set halving_rate 1 to fit every value in full")
         return plan(len(configs), max(self.max_iters), self.halving_rate, self.halving_budget)
 
     def als_rung(self, rung: int) -> list[AlsConfig]:
@@ -274,6 +278,8 @@ class RunConfig:
 
     @property
     def protocol(self) -> str:
+        if self.exclude_seen is None:
+            return "decided at split"
         return "exclude_seen" if self.exclude_seen else "keep_seen"
 
 

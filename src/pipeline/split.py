@@ -32,7 +32,24 @@ from pipeline.spark import jobs, move_partition
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["TEMPORAL", "split", "split_frame", "n_train"]
+__all__ = ["TEMPORAL", "RATING_FORMATS", "split", "split_frame", "n_train", "seen_protocol"]
+
+RATING_FORMATS = ("movielens",)  # one rating per (user, item) pair
+
+
+def seen_protocol(*, has_timestamps: bool, fmt: str | None) -> tuple[bool, str]:
+    """Whether a run with ``exclude_seen`` left empty drops train tracks from its rankings, and why.
+
+    In a log of one row per (user, track) pair a held-out pair is never a train pair, so a seen
+    track in a ranking can never be relevant and only takes a slot; in a listening log listeners
+    replay, and the seed's protocol keeps what they heard.
+    """
+    if not has_timestamps:
+        return True, ("the log has no timestamps: one row per (user, track) pair with its plays summed, so a "
+                      "held-out pair is never a train pair")
+    if fmt in RATING_FORMATS:
+        return True, f"{fmt} holds one rating per (user, item) pair, so a held-out pair is never a train pair"
+    return False, "a listening log with timestamps: listeners replay tracks, and the seed's protocol keeps them"
 
 TEMPORAL = ("temporal_user", "temporal_global")
 SPLITS = SplitData.SETS
@@ -136,12 +153,12 @@ def _sets(df: "DataFrame", cfg: SplitConfig, *, has_timestamps: bool) -> tuple["
 
 def split(
     listens_dir: "Path | DataFrame", out_dir: Path, cfg: SplitConfig, *, has_timestamps: bool, spark: "SparkSession",
-    shape: tuple[int, int], idmap_version: str | None = None,
+    shape: tuple[int, int], idmap_version: str | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Split curated listens into ``train/``, ``val/``, ``test/`` Parquet + ``stats.json`` (the seed's Table 1).
 
     ``shape`` is (users, tracks) of the ID map the listens use; later stages size their
-    matrices from it.
+    matrices from it. ``extra`` is kept in ``stats.json`` beside the figures (the run's decided protocol).
     """
     from pyspark.sql import functions as F
 
@@ -176,6 +193,7 @@ def split(
     if total != rows_in:
         raise RuntimeError(f"split lost rows: {rows_in} in, {total} across train/val/test")
     stats["rows_in"] = rows_in
+    stats.update(extra or {})
     atomic_write_text(SplitData(out_dir).stats_path, json.dumps(stats, indent=1, default=str))
     return stats
 

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, wraps
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -117,8 +117,15 @@ class Run:
 
     @classmethod
     def open(cls, ref: RunRef) -> Run:
+        """The run as started; an ``exclude_seen`` left empty reads as what ``split`` decided once it has."""
         record = ref.layout.read_record()
-        return cls(ref, RunConfig.from_params(record["config"]), ref.layout, record)
+        cfg = RunConfig.from_params(record["config"])
+        stats = SplitData(ref.layout.split).stats_path
+        if cfg.exclude_seen is None and stats.exists():
+            decided = json.loads(stats.read_text()).get("exclude_seen")
+            if decided:
+                cfg = replace(cfg, exclude_seen=decided["value"])
+        return cls(ref, cfg, ref.layout, record)
 
     @property
     def parent(self) -> str:
@@ -312,9 +319,17 @@ def split(ref: RunRef, ingested: Mapping[str, Any]) -> dict[str, Any]:
     listens: Any = lay.ingest.listens
     if ingested.get("increments"):
         listens = _window(ingested, run.cfg.train_window_days or 0)
+    extra = {}
+    if RunConfig.from_params(run.record["config"]).exclude_seen is None:  # decided here (a re-run decides again)
+        value, why = split_mod.seen_protocol(has_timestamps=ingested["has_timestamps"], fmt=ingested.get("format"))
+        extra["exclude_seen"] = {"value": value, "why": why}
+        log.info("exclude_seen left empty: %s, as %s", str(value).lower(), why)
+        progress.note(f"exclude_seen {str(value).lower()}: {why}")
+        tracking.set_tags(run.parent, {"pipeline.protocol": "exclude_seen" if value else "keep_seen",
+                                       "pipeline.protocol_why": why})
     stats = split_mod.split(listens, lay.split, run.cfg.split(), has_timestamps=ingested["has_timestamps"],
                             spark=_spark(), shape=(ingested["n_users_mapped"], ingested["n_tracks_mapped"]),
-                            idmap_version=ingested["idmap_version"])
+                            idmap_version=ingested["idmap_version"], extra=extra)
     atomic_write_text(lay.split_table, split_mod.format_table(stats) + "\n")
     tracking.log_files(run.parent, [lay.split_table, run.split_data.stats_path], "split")
     for name, row in stats["table"].items():
