@@ -97,8 +97,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--work", default=str(ROOT / "var" / "bench-engines-dag"))
     ap.add_argument("--reuse", action="store_true", help="read the two DAG runs already in --work, do not run them")
-    ap.add_argument("--reference", help="a previous engines-dag.json whose reference grids to reuse when its split "
-                                        "is this run's (same sizes per part); otherwise they are fitted again")
+    ap.add_argument("--reference", help="a previous engines-dag.json (or engines.json) whose reference grids to reuse "
+                                        "when its split is this run's (same sizes per part); otherwise they are "
+                                        "fitted again")
     a = ap.parse_args()
     families = families_asked(a.families)
     home = Path(a.work)
@@ -149,6 +150,9 @@ def reference_on(runs: dict[str, dict[str, Any]], families: list[str], out: Path
     reused_from = None
     if previous and previous.exists():
         old = json.loads(previous.read_text())
+        if "data" in old:  # benchmarks/engines.py's results: its HetRec split is the DAG's
+            old = {"split": old["data"]["hetrec"]["split"], "reference": old["data"]["hetrec"]["results"],
+                   "measured": f"benchmarks/engines.py, {previous.name}"}
         if old.get("split") == split_table and set(families) <= set(old["reference"]):
             reference, reused_from = old["reference"], old.get("measured")
             print(f"reference grids of {previous} ({reused_from}): the same split", flush=True)
