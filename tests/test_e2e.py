@@ -152,14 +152,18 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     for r in kids:
         assert r.info.status == "FINISHED"
         assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
-        for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval
-            low, value, high = (r.data.metrics[f"val_{m}_at_100{s}"] for s in ("_ci_low", "", "_ci_high"))
-            assert low <= value <= high, (m, low, value, high)
+        assert not [m for m in r.data.metrics if m.startswith("test_") or m.endswith(("_ci_low", "_ci_high"))]
+        for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval, a tag
+            low, high = map(float, r.data.tags[f"val_{m}_at_100_ci"].strip("[]").split(", "))
+            value = r.data.metrics[f"val_{m}_at_100"]
+            assert low <= value <= high and value == round(value, 5), (m, low, value, high)
         assert r.data.params["model"] in {"als", "popularity", "item_knn"}
     winners = [r for r in kids if r.data.tags.get("pipeline.winner") == "true"]
     assert len(winners) == 1
     best = max(kids, key=lambda r: r.data.metrics["val_map_at_100"])
     assert winners[0].info.run_id == best.info.run_id
+    served = [r for r in kids if "pipeline.served" in r.data.tags]  # the test window's figure: a tag on one run
+    assert len(served) == 1 and served[0].data.tags["pipeline.served"].startswith("test MAP@100 0.")
     assert "test_map_at_100" in parent.data.metrics and "test_ndcg_at_100" in parent.data.metrics
     logged = {a.path for folder in ("validation", "validation/data_docs", "leaderboard", "split", "index")
               for a in c.list_artifacts(parent.info.run_id, folder)}
