@@ -10,8 +10,8 @@
 Checks, failing with one line when one does not hold:
 - Airflow (skipped with ``--no-airflow``): the Graph view of music_recs_nightly draws the data's way
   (start → validate → … → promote), ``airflow-graph.png``; the latest run's ``validate`` task page shows
-  its log (its key figure, not "Could not read served logs") and the plugin's "MLflow run" link,
-  ``task-log.png``;
+  its log (its key figure, not "Could not read served logs"), ``task-log.png``, and its Details tab the
+  plugin's "MLflow run" link, ``task-details.png``;
 - with ``--data-docs``, the page opened with every network request blocked: styled (Bootstrap's font),
   a drawn status icon in every Status cell, no broken image, no link to a file that is not there, no
   console error, ``data-docs.png``;
@@ -114,13 +114,18 @@ def check_airflow(browser, url: str, user: str, password: str, out: Path) -> Non
         raise Failed(f"the validate task's Logs tab says 'Could not read served logs' (run {run_id})")
     if "rows kept" not in text:
         raise Failed(f"the validate task's Logs tab shows no log of the stage (run {run_id})")
-    link = page.get_by_role("link", name="MLflow run")
+    page.goto(f"{url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}/tasks/validate/details",
+              wait_until="networkidle")  # the task's extra links are on its Details tab
+    page.wait_for_timeout(3000)
+    link = page.locator("a", has_text="MLflow run")
+    page.screenshot(path=str(out / "task-details.png"))
     if link.count() == 0:
-        raise Failed(f"the validate task's page has no 'MLflow run' link: is the plugin loaded? (run {run_id})")
+        raise Failed(f"the validate task's Details tab has no 'MLflow run' link: is the plugin loaded? (run {run_id})")
     href = link.first.get_attribute("href") or ""
     if "#/experiments/" not in href:
         raise Failed(f"the 'MLflow run' link goes to {href!r}, not to an experiment's runs")
-    print(f"task page: validate of {run_id}: log readable, 'MLflow run' -> {href[:60]}... -> {out / 'task-log.png'}")
+    print(f"task page: validate of {run_id}: log readable, 'MLflow run' -> {href[:50]}... -> {out / 'task-log.png'}, "
+          f"{out / 'task-details.png'}")
 
 
 def check_data_docs(browser, path: Path, out: Path) -> None:
