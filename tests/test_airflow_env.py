@@ -95,3 +95,18 @@ def test_no_other_file_sets_up_airflow():
                if name not in mine and not name.startswith("docker/") and (REPO / name).is_file()
                and "AIRFLOW__CORE__DAGS_FOLDER" in (REPO / name).read_text(errors="replace")]
     assert setting == [], f"set the Airflow environment through pipeline.airflow_env, not in {setting}"
+
+
+def test_prepare_writes_the_admins_password_before_any_api_server_and_keeps_it(tmp_path):
+    """The README names the password file to read after `make demo`; Airflow would write it only on its first start."""
+    import json
+
+    from pipeline.airflow_env import passwords_file
+
+    env = embedded_env(tmp_path)
+    prepare(env)
+    path = passwords_file(env)
+    first = json.loads(path.read_text())
+    assert list(first) == ["admin"] and len(first["admin"]) >= 12 and path.stat().st_mode & 0o077 == 0
+    prepare(env)
+    assert json.loads(path.read_text()) == first

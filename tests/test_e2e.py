@@ -152,14 +152,18 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_configuration(demo_run):
     for r in kids:
         assert r.info.status == "FINISHED"
         assert {"val_map_at_100", "val_ndcg_at_100", "val_precision_at_100"} <= set(r.data.metrics)
-        for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval
-            low, value, high = (r.data.metrics[f"val_{m}_at_100{s}"] for s in ("_ci_low", "", "_ci_high"))
-            assert low <= value <= high, (m, low, value, high)
+        assert not [m for m in r.data.metrics if m.startswith("test_") or m.endswith(("_ci_low", "_ci_high"))]
+        for m in ("precision", "recall", "map", "ndcg", "hit_rate", "mrr"):  # each with its bootstrap interval, a tag
+            low, high = map(float, r.data.tags[f"val_{m}_at_100_ci"].strip("[]").split(", "))
+            value = r.data.metrics[f"val_{m}_at_100"]
+            assert low <= value <= high and value == round(value, 5), (m, low, value, high)
         assert r.data.params["model"] in {"als", "popularity", "item_knn"}
     winners = [r for r in kids if r.data.tags.get("pipeline.winner") == "true"]
     assert len(winners) == 1
     best = max(kids, key=lambda r: r.data.metrics["val_map_at_100"])
     assert winners[0].info.run_id == best.info.run_id
+    served = [r for r in kids if "pipeline.served" in r.data.tags]  # the test window's figure: a tag on one run
+    assert len(served) == 1 and served[0].data.tags["pipeline.served"].startswith("test MAP@100 0.")
     assert "test_map_at_100" in parent.data.metrics and "test_ndcg_at_100" in parent.data.metrics
     logged = {a.path for folder in ("validation", "validation/data_docs", "leaderboard", "split", "index")
               for a in c.list_artifacts(parent.info.run_id, folder)}
@@ -326,3 +330,42 @@ def test_rerunning_the_same_logical_date_gives_the_same_outputs_and_no_duplicate
     assert [(r["key"], r["metrics"]) for r in after] == [(r["key"], r["metrics"]) for r in before]
     assert len(c.search_runs([exp], "", max_results=1000)) == runs_before
     assert len(c.search_model_versions("name = 'music-recs'")) == versions_before
+
+
+def test_the_readmes_airflow_ui_command_starts_the_ui_with_the_plugins_link(demo_run):
+    """The README's Airflow UI line, run as written from the checkout's root on the demo's home: the admin
+    logs in with the password from the file the README names, and a task's links hold "MLflow run"."""
+    import time
+    import urllib.error
+    import urllib.parse
+
+    from airflow_api import Api
+    from cluster_fixtures import free_port
+
+    home, _ = demo_run
+    line = next(ln for ln in (REPO / "README.md").read_text().splitlines() if "The Airflow UI on the same run" in ln)
+    command = re.search(r"`(scripts/airflow\.sh [^`]+)`", line)[1]
+    passwords = home / "airflow" / "simple_auth_manager_passwords.json.generated"
+    assert passwords.exists()  # before the first start: `make demo` wrote it
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING_URI"))}
+    env.update(PIPELINE_HOME=str(home), AIRFLOW_PORT=str(port))
+    server = subprocess.Popen(command.split(), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                api = Api(f"http://127.0.0.1:{port}", passwords)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the API server did not answer within 60 s")
+        run_id = api.get("/api/v2/dags/music_recs_nightly/dagRuns?limit=1")["dag_runs"][0]["dag_run_id"]
+        links = api.get(f"/api/v2/dags/music_recs_nightly/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+                        "/taskInstances/validate/links")["extra_links"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    assert "/#/experiments/" in links["MLflow run"] and "runs?searchFilter=" in links["MLflow run"], links

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pipeline.paths import atomic_write_text
 
-__all__ = ["checkout", "embedded_env", "user_env", "prepare", "migrate", "main"]
+__all__ = ["checkout", "embedded_env", "user_env", "passwords_file", "prepare", "migrate", "main"]
 
 # What a person may set for themselves; everything else in embedded_env() is the set-up's.
 USER_SETTABLE = ("AIRFLOW_HOME", "AIRFLOW_CONN_SPARK_DEFAULT")
@@ -91,11 +91,27 @@ _SHARED_SECRETS = {
 }
 
 
+def passwords_file(env: Mapping[str, str]) -> Path:
+    """Where the simple auth manager keeps its users' passwords (Airflow's own default under the home)."""
+    configured = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    return Path(configured) if configured else Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+
+
+def _admin_password(env: Mapping[str, str]) -> None:
+    """Write the admin's password before any API server starts (Airflow would generate it only on its first
+    start, so the README could not name a file to read); Airflow keeps the passwords it finds there."""
+    path = passwords_file(env)
+    if not path.exists():
+        atomic_write_text(path, json.dumps({"admin": secrets.token_urlsafe(12)}) + "\n")
+        path.chmod(0o600)
+
+
 def prepare(env: Mapping[str, str], *, repo: Path | str | None = None) -> Path:
-    """Create ``AIRFLOW_HOME`` with the minimal ``airflow.cfg`` and this home's shared secrets; an
-    existing file is kept and only given the secrets it lacks. Returns ``AIRFLOW_HOME``."""
+    """Create ``AIRFLOW_HOME`` with the minimal ``airflow.cfg``, this home's shared secrets and the admin's
+    password file; an existing file is kept and only given the secrets it lacks. Returns ``AIRFLOW_HOME``."""
     airflow_home = Path(env["AIRFLOW_HOME"])
     airflow_home.mkdir(parents=True, exist_ok=True)
+    _admin_password(env)
     cfg = airflow_home / "airflow.cfg"
     text = cfg.read_text() if cfg.exists() else (checkout(repo) / "scripts" / "airflow.cfg").read_text()
     parser = configparser.ConfigParser(interpolation=None)

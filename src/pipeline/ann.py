@@ -549,6 +549,20 @@ def _panel(ax: Any, table: list[dict[str, Any]], x: str, *, annotate: bool) -> N
     ax.grid(True, which="major", alpha=0.3)
 
 
+_MEANING = {"n_trees": "T = annoy trees", "search_k": "sk = annoy search_k", "M": "M = HNSW graph degree",
+            "ef_construction": "efc = HNSW build breadth", "ef": "ef = HNSW search breadth",
+            "nlist": "cells = IVF cells", "nprobe": "np = IVF cells probed", "rerank": "rr = candidates re-ranked"}
+
+
+def _labelled(table: list[dict[str, Any]]) -> set[str]:
+    """The params whose values label points (those that vary within a plotted kind)."""
+    names: set[str] = set()
+    for kind in {r["kind"] for r in table} - {"exact"}:
+        rows = [r for r in table if r["kind"] == kind]
+        names |= {k for k in rows[0]["params"] if len({str(r["params"].get(k)) for r in rows}) > 1}
+    return names
+
+
 def plot_tradeoffs(table: list[dict[str, Any]], path: Path) -> Path:
     """The seed's figures, per kind: recall@K against p50 query time and against build time, with Pareto fronts.
 
@@ -576,8 +590,9 @@ def plot_tradeoffs(table: list[dict[str, Any]], path: Path) -> Path:
     b.set_title("recall vs build time", fontsize=9)
     for ax in (a, b):
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    fig.text(0.01, 0.01, "settings: T = annoy trees, sk = annoy search_k, M = HNSW graph degree, "
-             "ef = HNSW search breadth, np = IVF cells probed", fontsize=7, color="0.4")
+    notes = [_MEANING[k] for k in _MEANING if k in _labelled(table)]  # only the abbreviations the plot shows
+    if notes:
+        fig.text(0.01, 0.01, "settings: " + ", ".join(notes), fontsize=7, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -51,8 +51,13 @@ def leaderboard_markdown(board: Sequence[dict[str, Any]], k: int, notes: Sequenc
     return "\n".join([*lines, *([""] if notes else []), *notes])
 
 
+#: Legend text in points: at the plots' 100 dpi about 12 px, readable where MLflow shows an artifact.
+LEGEND_SIZE = 9
+
+
 def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[Path]:
-    """Validation MAP@k against alpha, rank and regParam (ALS) and against beta (popularity)."""
+    """Validation MAP@k against alpha, rank and regParam (ALS) and against beta (popularity): one plot per
+    param the sweep gave more than one value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,15 +69,15 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
     pop = [r for r in ok if r["params"].get("variant") == "plays_per_listener"]
     paths = []
     for param in ("alpha", "rank", "reg_param"):
-        if not als:
-            break
+        if len({r["params"].get(param) for r in als}) < 2:  # one value: nothing to plot against, no plot
+            continue
         series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in als:
             others = _params_text({x: r["params"][x] for x in ("rank", "reg_param", "alpha", "max_iter")
                                    if x != param and x in r["params"]})
             series[others].append((r["params"][param], r["metrics"][metric]))
-        many = len(series) > 6  # a big grid's legend goes beside the plot, not over its lines
-        fig, ax = plt.subplots(figsize=(8, 3.5) if many else (5, 3.5))
+        many = len(series) > 4  # a big grid's legend goes beside the plot, not over its lines
+        fig, ax = plt.subplots(figsize=(9, 4.2) if many else (6, 4.2))
         for label, pts in sorted(series.items()):
             pts.sort()
             ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
@@ -80,14 +85,15 @@ def sweep_plots(board: Sequence[dict[str, Any]], k: int, out_dir: Path) -> list[
         ax.set_ylabel(f"validation MAP@{k}")
         if param == "reg_param":
             ax.set_xscale("log")
-        ax.legend(fontsize=6, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if many else {}))
+        ax.legend(fontsize=LEGEND_SIZE, title="the other params", title_fontsize=LEGEND_SIZE,
+                  **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if many else {}))
         ax.set_title(f"ALS: validation MAP@{k} vs {param}")
         fig.tight_layout()
         path = Path(out_dir) / f"map_vs_{param}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
-    if pop:
+    if len({r["params"]["beta"] for r in pop}) > 1:
         pts = sorted((r["params"]["beta"], r["metrics"][metric]) for r in pop)
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot([max(x, 0.1) for x, _ in pts], [y for _, y in pts], marker="o")
@@ -124,7 +130,7 @@ def _halving_plot(als: Sequence[dict[str, Any]], metric: str, k: int, path: Path
     ax.xaxis.set_major_formatter("{x:g}")  # the rungs' iterations, not powers of ten
     ax.set_xlabel("ALS iterations reached")
     ax.set_ylabel(f"validation MAP@{k}")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=LEGEND_SIZE)
     ax.set_title("ALS by successive halving (grey: stopped early)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -658,9 +658,11 @@ def test_eval(ref: RunRef, best: Mapping[str, Any]) -> dict[str, Any]:
                                           f"test_map_at_{k}_diff_popularity_ci_low": versus["ci_low"],
                                           f"test_map_at_{k}_diff_popularity_ci_high": versus["ci_high"]})
     tracking.set_tags(run.parent, {"pipeline.served_config": served["key"], "pipeline.served_because": why[:5000]})
-    if served.get("mlflow_run_id"):
-        tracking.log_metrics(served["mlflow_run_id"], metrics)
     m = f"test_map_at_{k}"
+    if served.get("mlflow_run_id"):  # a tag, not test_* metrics the other configurations lack (NaN when compared)
+        shown, ci = tracking.compact({n: metrics[n] for n in (m, f"{m}_ci_low", f"{m}_ci_high") if n in metrics})
+        served_tag = f"test MAP@{k} {shown[m]:.5f} {ci.get(m + '_ci', '')}".strip()
+        tracking.set_tags(served["mlflow_run_id"], {"pipeline.served": served_tag})
     base = result["baseline_metrics"]
     progress.note(f"{served['label']}: test MAP@{k} {metrics[m]:.4f}"
                   + (f" (popularity {base[m]:.4f})" if base else ""))

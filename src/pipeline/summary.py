@@ -56,7 +56,9 @@ def print_run_report(run_dir: Path | None = None) -> None:
     if bundle.exists():
         idx = json.loads(bundle.read_text()).get("index") or {}
         if idx:
-            print(f"Serving index: {idx.get('kind')} {idx.get('params')}  recall@K {idx.get('recall')}")
+            recall = idx.get("recall")
+            shown = f"{recall:.5f}" if isinstance(recall, (int, float)) else recall  # not 0.9712000000000001
+            print(f"Serving index: {idx.get('kind')} {idx.get('params')}  recall@K {shown}")
     uri = tracking_uri()
     if uri.startswith("sqlite:"):
         print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")

@@ -73,8 +73,10 @@ def run_config(
         idmap_version=data.stats.get("idmap_version"),
     )
     if run_id:
-        tracking.log_metrics(run_id, {**result["metrics"], "fit_seconds": result["fit_seconds"],
-                                      "eval_seconds": result["eval_seconds"]})
+        shown, intervals = tracking.compact(result["metrics"])
+        tracking.log_metrics(run_id, {**shown, "fit_seconds": round(result["fit_seconds"], 1),
+                                      "eval_seconds": round(result["eval_seconds"], 1)})
+        tracking.set_tags(run_id, intervals)
         tracking.client().set_tag(run_id, "pipeline.idmap_version", str(result["idmap_version"]))
         tracking.finish(run_id)
     atomic_write_text(out / "result.json", json.dumps(result, indent=1))

@@ -37,6 +37,7 @@ __all__ = [
     "children",
     "finish",
     "log_metrics",
+    "compact",
     "log_files",
     "set_tags",
 ]
@@ -179,6 +180,19 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], *, prefix: str = "") 
              if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if batch:
         client().log_batch(run_id, metrics=batch)
+
+
+def compact(metrics: Mapping[str, Any], *, digits: int = 5) -> tuple[dict[str, float], dict[str, str]]:
+    """What a sweep's runs table shows of one configuration: the metrics rounded to ``digits`` (the full
+    values stay in its ``result.json``), and each bootstrap interval as one tag ``<metric>_ci`` =
+    ``[low, high]`` in place of two metrics whose names the table cuts to the same ``val_map_at_10…``.
+    Cold-user counts are left to ``result.json``."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    shown = {k: round(float(v), digits) for k, v in numbers.items()
+             if not k.endswith(("_ci_low", "_ci_high", "_n_cold_users"))}
+    tags = {f"{k}_ci": f"[{numbers[k + '_ci_low']:.{digits}f}, {numbers[k + '_ci_high']:.{digits}f}]"
+            for k in shown if k + "_ci_low" in numbers and k + "_ci_high" in numbers}
+    return shown, tags
 
 
 @_authenticated

@@ -278,17 +278,13 @@ def run_expectations(
 
 
 def _write_data_docs(ctx: Any, result: Any, docs_dir: Path) -> None:
-    """Render the validation result as a Great Expectations Data Docs HTML page."""
-    try:
-        from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
+    """Render the validation result as one self-contained Great Expectations Data Docs HTML page."""
+    from pipeline.datadocs import page
 
-        page = ValidationResultsPageRenderer().render(result)
-        html = DefaultJinjaPageView().render(page)
+    try:
+        html = page(result)
     except Exception as exc:  # noqa: BLE001 - docs are a report; the validation itself stands
         log.warning("could not render Data Docs HTML (%s); the JSON result is still written", exc)
         return
-    from pipeline.datadocs import offline
-
     docs_dir.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "validation.html").write_text(offline(html, docs_dir), encoding="utf-8")
+    (docs_dir / "validation.html").write_text(html, encoding="utf-8")
